@@ -1,0 +1,292 @@
+"""Records that flow through a dataset build: problems, candidates, statuses, scores, pairs.
+
+Every stage takes and returns these plain pydantic models, so the pipeline runs in a
+notebook with canned data and the Ray layer only moves them around. Field names follow
+DESIGN.md §3; the shard schema in ``pipeline.shards`` is built from them.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+SCHEMA_VERSION = "1"
+"""Version of the shard and record layout; bump it when a column changes meaning."""
+
+
+class PromptStyle(str, Enum):
+    """How the model is asked for code."""
+
+    COMPLETION = "completion"
+    """The model continues the prompt; the program is prompt + completion (HumanEval)."""
+    INSTRUCTION = "instruction"
+    """The model answers an instruction with fenced code blocks."""
+
+
+class PairMethod(str, Enum):
+    """Which preference method a pair is built for."""
+
+    FOCUSED_DPO = "focused_dpo"
+    TARGET_DPO = "target_dpo"
+
+
+class CellStatus(str, Enum):
+    """Outcome of one code run against one test (DESIGN.md §3.4)."""
+
+    PASSED = "passed"
+    FAILED = "failed"
+    """The assertion was false."""
+    ERROR = "error"
+    """Another exception, a syntax error, or the program died."""
+    TIMEOUT = "timeout"
+    MEMORY = "memory"
+    SANDBOX_ERROR = "sandbox_error"
+    """Infrastructure trouble; never counted as a failure of the code."""
+
+
+class SkipReason(str, Enum):
+    """Why a problem produced no pair."""
+
+    NO_CODES = "no_codes"
+    NO_TESTS = "no_tests"
+    ALL_FAIL = "all_fail"
+    """No code passes any test (A = 0)."""
+    ALL_PASS = "all_pass"
+    """Every code passes every test (A = 1): no negative exists."""
+    SANDBOX_ERROR = "sandbox_error"
+    """Too many cells could not be executed to trust the matrix."""
+    NO_GROUND_TRUTH = "no_ground_truth"
+    """The top code passes fewer ground-truth tests than required."""
+    NO_CORRECT = "no_correct"
+    NO_INCORRECT = "no_incorrect"
+    NO_DISTINCT_PAIR = "no_distinct_pair"
+    """Every candidate pair was dropped by the span rules (identical or unfocused)."""
+    SAMPLER_ERROR = "sampler_error"
+    TIME_BUDGET = "time_budget"
+    NOT_REFINED = "not_refined"
+    """CodeFlow: the code still failed after the last refinement round."""
+    FILTERED = "filtered"
+    """CodeFlow: every pair was removed by the rule-based filters."""
+
+
+class Problem(BaseModel):
+    """One programming problem (DESIGN.md §3.1)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    problem_id: str = Field(min_length=1, description="Unique id of the problem within a job.")
+    prompt: str = Field(description="Prompt text given to the model.")
+    entry_point: str | None = Field(
+        default=None, description="Name of the function the tests call; tests must mention it."
+    )
+    style: PromptStyle = Field(
+        default=PromptStyle.COMPLETION,
+        description="`completion`: program = prompt + completion; `instruction`: fenced code.",
+    )
+    language: str = Field(default="python", description="Programming language; only `python`.")
+    metadata: dict[str, Any] = Field(
+        default_factory=dict, description="Free-form metadata carried into the problems table."
+    )
+
+
+class ReplayRow(Problem):
+    """A problem with pre-generated raw completions (DESIGN.md §3.2).
+
+    Either ``code_completions`` and ``test_completions`` (separate sampling, CodeT style)
+    or ``completions`` (joint code+test outputs) must be present.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    code_completions: list[str] | None = Field(
+        default=None, description="Raw code completions, one per sample."
+    )
+    test_completions: list[str] | None = Field(
+        default=None, description="Raw test completions (assert statements), one per sample."
+    )
+    completions: list[str] | None = Field(
+        default=None, description="Raw joint completions holding both code and tests."
+    )
+
+    @model_validator(mode="after")
+    def _has_completions(self) -> ReplayRow:
+        separate = self.code_completions is not None or self.test_completions is not None
+        if separate and (self.code_completions is None or self.test_completions is None):
+            raise ValueError(
+                "separate sampling needs both `code_completions` and `test_completions`; "
+                f"got only {'code' if self.test_completions is None else 'test'}_completions"
+            )
+        if not separate and self.completions is None:
+            raise ValueError(
+                "a replay row needs `completions` (joint) or `code_completions` and "
+                "`test_completions` (separate); it has none of them"
+            )
+        return self
+
+    def problem(self) -> Problem:
+        """The problem without its completions."""
+        return Problem.model_validate(self.model_dump(include=set(Problem.model_fields)))
+
+
+class CodeCandidate(BaseModel):
+    """One distinct code, with how many samples produced it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    completion: str = Field(
+        description="Text the model should produce after the prompt (truncated, as trained on)."
+    )
+    program: str = Field(description="The full program that is executed.")
+    count: int = Field(ge=1, description="Number of samples that produced this exact code.")
+    first_sample: int = Field(ge=0, description="Lowest sample index that produced it.")
+
+
+class TestCandidate(BaseModel):
+    """One distinct single-assert test, with how many samples produced it."""
+
+    model_config = ConfigDict(frozen=True)
+    __test__ = False  # not a pytest class
+
+    source: str = Field(description="A single `assert` statement.")
+    count: int = Field(ge=1, description="Number of times the assert occurred across samples.")
+    first_sample: int = Field(ge=0, description="Lowest sample index that produced it.")
+
+
+class Candidates(BaseModel):
+    """Distinct codes and tests of one problem, ready to execute."""
+
+    model_config = ConfigDict(frozen=True)
+
+    problem_id: str = Field(description="Problem these candidates belong to.")
+    codes: list[CodeCandidate] = Field(description="Distinct codes, in first-seen order.")
+    tests: list[TestCandidate] = Field(description="Distinct asserts, in first-seen order.")
+    parse_stats: dict[str, int] = Field(
+        default_factory=dict,
+        description="Counts of what parsing dropped or altered, by reason (e.g. `no_code_block`).",
+    )
+
+    @property
+    def code_counts(self) -> list[int]:
+        return [c.count for c in self.codes]
+
+    @property
+    def test_counts(self) -> list[int]:
+        return [t.count for t in self.tests]
+
+
+StatusMatrix = list[list[CellStatus]]
+"""``status[i][j]``: outcome of code i against test j."""
+
+
+class RankingResult(BaseModel):
+    """Scores a ranker gave to the codes and tests of one problem."""
+
+    model_config = ConfigDict(frozen=True)
+
+    ranker: str = Field(description="Ranker name (`pagerank`, `codet`, `hits`, `passcount`).")
+    code_scores: list[float] = Field(description="One score per distinct code; higher is better.")
+    test_scores: list[float] = Field(description="One score per distinct test; higher is better.")
+    order: list[int] = Field(
+        description="Code indices best first, ties broken by (score, tests passed, sample index)."
+    )
+    iterations: int = Field(default=0, ge=0, description="Iterations the ranker ran.")
+
+
+class FocusSpans(BaseModel):
+    """Where the error-prone point lies in a chosen/rejected pair (ALGORITHMS.md §1.6, §5.3).
+
+    Offsets are half-open ``[start, end)`` Python string indices. The prefix is
+    ``[0, *_mid_start)``, the suffix ``[*_mid_end, len)``.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    chosen_mid_start: int = Field(ge=0, description="Start of the mid span in `chosen`.")
+    chosen_mid_end: int = Field(ge=0, description="End (exclusive) of the mid span in `chosen`.")
+    rejected_mid_start: int = Field(ge=0, description="Start of the mid span in `rejected`.")
+    rejected_mid_end: int = Field(
+        ge=0, description="End (exclusive) of the mid span in `rejected`."
+    )
+    widened: bool = Field(
+        default=False,
+        description="True when an empty mid was widened to the line where the edit takes effect.",
+    )
+
+
+class LineSpan(BaseModel):
+    """A diff line as both a 0-based line index and a half-open character span."""
+
+    model_config = ConfigDict(frozen=True)
+
+    line: int = Field(ge=0, description="0-based line index.")
+    start: int = Field(ge=0, description="Character offset where the line starts.")
+    end: int = Field(ge=0, description="Character offset after the line, newline included.")
+
+
+class GenerationInfo(BaseModel):
+    """Provenance of the samples behind a pair."""
+
+    model_config = ConfigDict(frozen=True)
+
+    model: str = Field(default="", description="Model that produced the samples.")
+    sampler: str = Field(default="", description="Sampler kind (`vllm`, `openai`, `replay`).")
+    temperature: float | None = Field(default=None, description="Sampling temperature.")
+    top_p: float | None = Field(default=None, description="Nucleus sampling threshold.")
+    k: int = Field(default=0, ge=0, description="Samples drawn per problem.")
+    seed: int | None = Field(default=None, description="Base seed of the problem's samples.")
+
+
+class PreferencePair(BaseModel):
+    """One preference pair, in TRL's explicit-prompt layout plus focus spans."""
+
+    model_config = ConfigDict(frozen=True)
+
+    job_id: str = Field(description="Job that produced the pair.")
+    problem_id: str = Field(description="Problem the pair answers.")
+    method: PairMethod = Field(description="`focused_dpo` or `target_dpo`.")
+    prompt: str = Field(description="Prompt text; in completion style prompt + chosen is runnable.")
+    chosen: str = Field(description="Preferred completion (the text after the prompt).")
+    rejected: str = Field(description="Dispreferred completion.")
+    spans: FocusSpans | None = Field(default=None, description="Focused-DPO prefix/mid/suffix.")
+    chosen_lines: list[LineSpan] | None = Field(
+        default=None, description="Target-DPO: lines of `chosen` outside the line LCS (D+)."
+    )
+    rejected_lines: list[LineSpan] | None = Field(
+        default=None, description="Target-DPO: lines of `rejected` outside the line LCS (D-)."
+    )
+    chosen_score: float = Field(description="Ranker score of the chosen code (normalised).")
+    rejected_score: float = Field(description="Ranker score of the rejected code (normalised).")
+    chosen_index: int = Field(ge=0, description="Index of the chosen code among the candidates.")
+    rejected_index: int = Field(ge=0, description="Index of the rejected code.")
+    ranker: str = Field(description="Ranker that scored the codes.")
+    generation: GenerationInfo = Field(
+        default_factory=GenerationInfo, description="Provenance of the samples."
+    )
+    schema_version: str = Field(default=SCHEMA_VERSION, description="Record layout version.")
+
+
+class ProblemOutcome(BaseModel):
+    """Everything known about one problem after a build: the row of the `problems` table."""
+
+    model_config = ConfigDict(frozen=True)
+
+    job_id: str = Field(description="Job that processed the problem.")
+    problem_id: str = Field(description="Problem id.")
+    candidates: Candidates | None = Field(
+        default=None, description="Parsed candidates; None if sampling failed."
+    )
+    status: StatusMatrix = Field(
+        default_factory=list, description="Status of every code against every test."
+    )
+    ranking: RankingResult | None = Field(default=None, description="Ranker output, if ranked.")
+    pairs_emitted: int = Field(default=0, ge=0, description="Pairs written for this problem.")
+    skip_reason: SkipReason | None = Field(
+        default=None, description="Why no pair was written, if none was."
+    )
+    error: str | None = Field(default=None, description="Error message for a failed problem.")
+    timings: dict[str, float] = Field(
+        default_factory=dict, description="Seconds spent per stage (`sample`, `execute`, ...)."
+    )
+    schema_version: str = Field(default=SCHEMA_VERSION, description="Record layout version.")
