@@ -61,8 +61,7 @@ requires_shared_data = pytest.mark.skipif(
 def ray_local():
     """One local Ray runtime per test module (starting Ray costs about 3 s)."""
     ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, ignore_reinit_error=True,
-             log_to_driver=False)
+    ray.init(num_cpus=2, include_dashboard=False, ignore_reinit_error=True, log_to_driver=False)
     try:
         yield ray
     finally:

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Set up everything pairforge needs on one Debian/Ubuntu machine, idempotently:
+#   - a Docker engine (Debian's docker.io) and debootstrap, installed with apt-get when missing
+#   - dockerd started in the background when no engine answers
+#   - a virtualenv at .venv with pairforge and its dev extra
+#   - the sandbox image (pairforge image: Dockerfile, or an offline debootstrap rootfs)
+# Re-running it reuses what exists. Needs root for apt-get and dockerd.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+log() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
+
+need_apt=()
+command -v dockerd >/dev/null 2>&1 || need_apt+=(docker.io)
+command -v debootstrap >/dev/null 2>&1 || need_apt+=(debootstrap)
+if [ ${#need_apt[@]} -gt 0 ]; then
+    log "installing ${need_apt[*]} with apt-get"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+if ! docker info >/dev/null 2>&1; then
+    log "starting dockerd (log: /tmp/pairforge-dockerd.log)"
+    nohup dockerd >/tmp/pairforge-dockerd.log 2>&1 &
+    for _ in $(seq 1 60); do
+        docker info >/dev/null 2>&1 && break
+        sleep 1
+    done
+    docker info >/dev/null 2>&1 || { log "dockerd did not come up; see /tmp/pairforge-dockerd.log"; exit 1; }
+fi
+
+PYTHON=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+    log "creating .venv with $($PYTHON --version)"
+    "$PYTHON" -m venv .venv
+fi
+log "installing pairforge[dev] into .venv"
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -e ".[dev]"
+
+log "building the sandbox image (reused when present)"
+.venv/bin/pairforge image
+log "ready: activate with 'source .venv/bin/activate'"

@@ -1,0 +1,226 @@
+"""The Parquet layout of a dataset: the `pairs` and `problems` schemas and table building.
+
+Records become ``pyarrow.Table``s here; writing them (temporary name, atomic rename) is the
+shard writer's job in ``cluster``. The pairs columns follow TRL's explicit-prompt layout
+(``prompt``, ``chosen``, ``rejected``) so a trainer reads shards with no mapping layer
+(DESIGN.md §3.5). Dict-valued fields (``parse_stats``, ``timings``) are stored as JSON
+strings, which every Parquet reader, ``datasets`` included, reads without surprises.
+
+Both schemas carry ``schema_version`` as a column and in the schema metadata.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import pyarrow as pa
+
+from pipeline.records import (
+    SCHEMA_VERSION,
+    FocusSpans,
+    GenerationInfo,
+    LineSpan,
+    PairMethod,
+    PreferencePair,
+    ProblemOutcome,
+)
+
+SCHEMA_METADATA = {b"schema_version": SCHEMA_VERSION.encode()}
+
+LINE_SPAN_TYPE = pa.struct(
+    [
+        pa.field("line", pa.int64(), nullable=False),
+        pa.field("start", pa.int64(), nullable=False),
+        pa.field("end", pa.int64(), nullable=False),
+    ]
+)
+"""One Target-DPO diff line: 0-based index and half-open character span (newline in)."""
+
+PAIRS_SCHEMA = pa.schema(
+    [
+        pa.field("job_id", pa.string(), nullable=False),
+        pa.field("problem_id", pa.string(), nullable=False),
+        pa.field("method", pa.string(), nullable=False),
+        pa.field("prompt", pa.string(), nullable=False),
+        pa.field("chosen", pa.string(), nullable=False),
+        pa.field("rejected", pa.string(), nullable=False),
+        # Focused-DPO: half-open mids; null for Target-DPO.
+        pa.field("chosen_mid_start", pa.int64()),
+        pa.field("chosen_mid_end", pa.int64()),
+        pa.field("rejected_mid_start", pa.int64()),
+        pa.field("rejected_mid_end", pa.int64()),
+        pa.field("spans_widened", pa.bool_()),
+        # Target-DPO: D+ and D- lines; null for Focused-DPO.
+        pa.field("chosen_line_spans", pa.list_(LINE_SPAN_TYPE)),
+        pa.field("rejected_line_spans", pa.list_(LINE_SPAN_TYPE)),
+        pa.field("chosen_score", pa.float64(), nullable=False),
+        pa.field("rejected_score", pa.float64(), nullable=False),
+        pa.field("chosen_index", pa.int64(), nullable=False),
+        pa.field("rejected_index", pa.int64(), nullable=False),
+        pa.field("ranker", pa.string(), nullable=False),
+        pa.field("generator_model", pa.string(), nullable=False),
+        pa.field("sampler", pa.string(), nullable=False),
+        pa.field("temperature", pa.float64()),
+        pa.field("top_p", pa.float64()),
+        pa.field("k", pa.int64(), nullable=False),
+        pa.field("seed", pa.int64()),
+        pa.field("schema_version", pa.string(), nullable=False),
+    ],
+    metadata=SCHEMA_METADATA,
+)
+"""One row per preference pair."""
+
+PROBLEMS_SCHEMA = pa.schema(
+    [
+        pa.field("job_id", pa.string(), nullable=False),
+        pa.field("problem_id", pa.string(), nullable=False),
+        pa.field("codes", pa.list_(pa.string()), nullable=False),
+        pa.field("code_counts", pa.list_(pa.int64()), nullable=False),
+        pa.field("tests", pa.list_(pa.string()), nullable=False),
+        pa.field("test_counts", pa.list_(pa.int64()), nullable=False),
+        pa.field("status", pa.list_(pa.list_(pa.string())), nullable=False),
+        pa.field("code_scores", pa.list_(pa.float64())),
+        pa.field("test_scores", pa.list_(pa.float64())),
+        pa.field("ranker", pa.string()),
+        pa.field("pairs_emitted", pa.int64(), nullable=False),
+        pa.field("skip_reason", pa.string()),
+        pa.field("error", pa.string()),
+        pa.field("parse_stats", pa.string(), nullable=False),
+        pa.field("timings", pa.string(), nullable=False),
+        pa.field("schema_version", pa.string(), nullable=False),
+    ],
+    metadata=SCHEMA_METADATA,
+)
+"""One row per problem: candidates (completions), the status matrix, scores, skip reason.
+
+``status[i][j]`` is the ``CellStatus`` value of code i against test j; ``parse_stats``
+and ``timings`` are JSON objects (``{"sample": 1.2, ...}``).
+"""
+
+
+def _line_spans(spans: list[LineSpan] | None) -> list[dict[str, int]] | None:
+    if spans is None:
+        return None
+    return [{"line": s.line, "start": s.start, "end": s.end} for s in spans]
+
+
+def _pair_row(pair: PreferencePair) -> dict[str, Any]:
+    spans, gen = pair.spans, pair.generation
+    return {
+        "job_id": pair.job_id,
+        "problem_id": pair.problem_id,
+        "method": pair.method.value,
+        "prompt": pair.prompt,
+        "chosen": pair.chosen,
+        "rejected": pair.rejected,
+        "chosen_mid_start": spans.chosen_mid_start if spans else None,
+        "chosen_mid_end": spans.chosen_mid_end if spans else None,
+        "rejected_mid_start": spans.rejected_mid_start if spans else None,
+        "rejected_mid_end": spans.rejected_mid_end if spans else None,
+        "spans_widened": spans.widened if spans else None,
+        "chosen_line_spans": _line_spans(pair.chosen_lines),
+        "rejected_line_spans": _line_spans(pair.rejected_lines),
+        "chosen_score": pair.chosen_score,
+        "rejected_score": pair.rejected_score,
+        "chosen_index": pair.chosen_index,
+        "rejected_index": pair.rejected_index,
+        "ranker": pair.ranker,
+        "generator_model": gen.model,
+        "sampler": gen.sampler,
+        "temperature": gen.temperature,
+        "top_p": gen.top_p,
+        "k": gen.k,
+        "seed": gen.seed,
+        "schema_version": pair.schema_version,
+    }
+
+
+def pairs_table(pairs: Sequence[PreferencePair]) -> pa.Table:
+    """The `pairs` table of some pairs (an empty table with the schema for none)."""
+    return pa.Table.from_pylist([_pair_row(p) for p in pairs], schema=PAIRS_SCHEMA)
+
+
+def _problem_row(outcome: ProblemOutcome) -> dict[str, Any]:
+    cands, ranking = outcome.candidates, outcome.ranking
+    return {
+        "job_id": outcome.job_id,
+        "problem_id": outcome.problem_id,
+        "codes": [c.completion for c in cands.codes] if cands else [],
+        "code_counts": cands.code_counts if cands else [],
+        "tests": [t.source for t in cands.tests] if cands else [],
+        "test_counts": cands.test_counts if cands else [],
+        "status": [[cell.value for cell in row] for row in outcome.status],
+        "code_scores": ranking.code_scores if ranking else None,
+        "test_scores": ranking.test_scores if ranking else None,
+        "ranker": ranking.ranker if ranking else None,
+        "pairs_emitted": outcome.pairs_emitted,
+        "skip_reason": outcome.skip_reason.value if outcome.skip_reason else None,
+        "error": outcome.error,
+        "parse_stats": json.dumps(cands.parse_stats if cands else {}, sort_keys=True),
+        "timings": json.dumps(outcome.timings, sort_keys=True),
+        "schema_version": outcome.schema_version,
+    }
+
+
+def problems_table(outcomes: Sequence[ProblemOutcome]) -> pa.Table:
+    """The `problems` table of some outcomes (an empty table with the schema for none)."""
+    return pa.Table.from_pylist([_problem_row(o) for o in outcomes], schema=PROBLEMS_SCHEMA)
+
+
+def _line_spans_back(rows: list[dict[str, int]] | None) -> list[LineSpan] | None:
+    return None if rows is None else [LineSpan(**row) for row in rows]
+
+
+def pairs_from_table(table: pa.Table) -> list[PreferencePair]:
+    """Pairs back from a `pairs` table (the inverse of ``pairs_table``).
+
+    Raises:
+        ValueError: a column of ``PAIRS_SCHEMA`` is missing.
+    """
+    missing = [name for name in PAIRS_SCHEMA.names if name not in table.column_names]
+    if missing:
+        raise ValueError(
+            f"a pairs table needs the columns of PAIRS_SCHEMA; missing {missing}, "
+            f"got {table.column_names}"
+        )
+    pairs = []
+    for row in table.to_pylist():
+        spans = None
+        if row["chosen_mid_start"] is not None:
+            spans = FocusSpans(
+                chosen_mid_start=row["chosen_mid_start"],
+                chosen_mid_end=row["chosen_mid_end"],
+                rejected_mid_start=row["rejected_mid_start"],
+                rejected_mid_end=row["rejected_mid_end"],
+                widened=bool(row["spans_widened"]),
+            )
+        pairs.append(
+            PreferencePair(
+                job_id=row["job_id"],
+                problem_id=row["problem_id"],
+                method=PairMethod(row["method"]),
+                prompt=row["prompt"],
+                chosen=row["chosen"],
+                rejected=row["rejected"],
+                spans=spans,
+                chosen_lines=_line_spans_back(row["chosen_line_spans"]),
+                rejected_lines=_line_spans_back(row["rejected_line_spans"]),
+                chosen_score=row["chosen_score"],
+                rejected_score=row["rejected_score"],
+                chosen_index=row["chosen_index"],
+                rejected_index=row["rejected_index"],
+                ranker=row["ranker"],
+                generation=GenerationInfo(
+                    model=row["generator_model"],
+                    sampler=row["sampler"],
+                    temperature=row["temperature"],
+                    top_p=row["top_p"],
+                    k=row["k"],
+                    seed=row["seed"],
+                ),
+                schema_version=row["schema_version"],
+            )
+        )
+    return pairs

@@ -1,0 +1,206 @@
+"""The Parquet contract of the hand-off: schemas, round trips, and what `datasets` reads."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline.config import PairsConfig
+from pipeline.error_points import focus_spans
+from pipeline.manifest import shard_name
+from pipeline.pairing import select_focused_pairs, target_pair
+from pipeline.records import (
+    SCHEMA_VERSION,
+    Candidates,
+    CellStatus,
+    CodeCandidate,
+    GenerationInfo,
+    PreferencePair,
+    ProblemOutcome,
+    RankingResult,
+    SkipReason,
+    TestCandidate,
+)
+from pipeline.shards import (
+    PAIRS_SCHEMA,
+    PROBLEMS_SCHEMA,
+    pairs_from_table,
+    pairs_table,
+    problems_table,
+)
+
+GEN = GenerationInfo(model="codegen-16B", sampler="replay", temperature=1.5, top_p=0.95, k=4)
+
+CANDIDATES = Candidates(
+    problem_id="HumanEval/0",
+    codes=[
+        CodeCandidate(completion="    return a + b  # é\n", program="p0", count=3, first_sample=0),
+        CodeCandidate(completion="    return a - b  # é\n", program="p1", count=1, first_sample=1),
+    ],
+    tests=[
+        TestCandidate(source="assert add(1, 1) == 2", count=2, first_sample=0),
+        TestCandidate(source="assert add(0, 0) == 0", count=1, first_sample=0),
+    ],
+    parse_stats={"no_code_block": 1},
+)
+STATUS = [[CellStatus.PASSED, CellStatus.PASSED], [CellStatus.FAILED, CellStatus.PASSED]]
+RANKING = RankingResult(
+    ranker="pagerank", code_scores=[2.0, 1.0], test_scores=[1.5, 2.0], order=[0, 1]
+)
+
+
+def _pairs() -> list[PreferencePair]:
+    passed = np.array([[s is CellStatus.PASSED for s in row] for row in STATUS])
+    focused = select_focused_pairs(
+        CANDIDATES,
+        passed,
+        RANKING,
+        PairsConfig(),
+        job_id="job-1",
+        prompt="def add(a, b):\n",
+        generation=GEN,
+    ).pairs
+    versions = ["def f(x):\n    return x - 1\n", "def f(x):\n    return x + 1\n"]
+    target = target_pair("T/1", "Write f.", versions, seed=0, job_id="job-1", generation=GEN)
+    assert len(focused) == 1 and not isinstance(target, SkipReason)
+    spans = focus_spans("x = 1\ny = 2\n", "x = 1\n", max_mid_frac=1.0).spans
+    assert spans is not None and spans.widened
+    widened = PreferencePair.model_validate(
+        focused[0].model_dump()
+        | {"chosen": "x = 1\ny = 2\n", "rejected": "x = 1\n", "spans": spans}
+    )
+    return [*focused, target, widened]
+
+
+def _outcomes() -> list[ProblemOutcome]:
+    return [
+        ProblemOutcome(
+            job_id="job-1",
+            problem_id="HumanEval/0",
+            candidates=CANDIDATES,
+            status=STATUS,
+            ranking=RANKING,
+            pairs_emitted=1,
+            timings={"sample": 0.5, "execute": 1.25},
+        ),
+        ProblemOutcome(
+            job_id="job-1",
+            problem_id="HumanEval/1",
+            skip_reason=SkipReason.SAMPLER_ERROR,
+            error="endpoint returned 503 five times",
+        ),
+    ]
+
+
+def test_pairs_table_has_the_schema_and_version_metadata():
+    table = pairs_table(_pairs())
+    assert table.schema == PAIRS_SCHEMA
+    assert table.schema.metadata[b"schema_version"] == SCHEMA_VERSION.encode()
+    assert table.num_rows == 3
+    row = table.slice(1, 1).to_pylist()[0]  # the Target-DPO pair
+    assert row["method"] == "target_dpo"
+    assert row["chosen_mid_start"] is None and row["spans_widened"] is None
+    assert row["rejected_line_spans"] == [{"line": 1, "start": 10, "end": 27}]
+    first = table.slice(0, 1).to_pylist()[0]
+    assert first["chosen_line_spans"] is None
+    assert (first["chosen_mid_start"], first["chosen_mid_end"]) == (13, 14)
+    assert first["generator_model"] == "codegen-16B" and first["seed"] is None
+
+
+def test_empty_inputs_give_empty_tables_with_the_schema():
+    assert pairs_table([]).schema == PAIRS_SCHEMA and pairs_table([]).num_rows == 0
+    assert problems_table([]).schema == PROBLEMS_SCHEMA and problems_table([]).num_rows == 0
+
+
+def test_pairs_round_trip_through_parquet(tmp_path):
+    pairs = _pairs()
+    path = tmp_path / "pairs.parquet"
+    pq.write_table(pairs_table(pairs), path)
+    back = pq.read_table(path)
+    assert back.schema.metadata[b"schema_version"] == SCHEMA_VERSION.encode()
+    assert back.schema.equals(PAIRS_SCHEMA)
+    assert pairs_from_table(back) == pairs
+
+
+def test_pairs_from_table_names_missing_columns():
+    table = pairs_table(_pairs()).drop_columns(["chosen", "ranker"])
+    with pytest.raises(ValueError, match=r"missing \['chosen', 'ranker'\]"):
+        pairs_from_table(table)
+
+
+def test_problems_table_round_trips_through_parquet(tmp_path):
+    path = tmp_path / "problems.parquet"
+    pq.write_table(problems_table(_outcomes()), path)
+    rows = pq.read_table(path).to_pylist()
+    assert pq.read_schema(path).equals(PROBLEMS_SCHEMA)
+    first, second = rows
+    assert first["codes"] == [c.completion for c in CANDIDATES.codes]
+    assert first["code_counts"] == [3, 1] and first["test_counts"] == [2, 1]
+    assert first["tests"] == ["assert add(1, 1) == 2", "assert add(0, 0) == 0"]
+    assert first["status"] == [["passed", "passed"], ["failed", "passed"]]
+    assert first["code_scores"] == [2.0, 1.0] and first["ranker"] == "pagerank"
+    assert json.loads(first["parse_stats"]) == {"no_code_block": 1}
+    assert json.loads(first["timings"]) == {"execute": 1.25, "sample": 0.5}
+    assert first["skip_reason"] is None and first["pairs_emitted"] == 1
+    assert second["codes"] == [] and second["status"] == [] and second["code_scores"] is None
+    assert second["skip_reason"] == "sampler_error"
+    assert second["error"] == "endpoint returned 503 five times"
+
+
+def test_datasets_reads_the_shards_as_trl_preference_data(tmp_path):
+    datasets = pytest.importorskip("datasets")
+    pairs = _pairs()
+    for unit, chunk in enumerate((pairs[:2], pairs[2:])):
+        for table_name, table in (
+            ("pairs", pairs_table(chunk)),
+            ("problems", problems_table(_outcomes()[unit : unit + 1])),
+        ):
+            path = tmp_path / shard_name(table_name, unit)
+            path.parent.mkdir(exist_ok=True)
+            pq.write_table(table, path)
+    ds = datasets.load_dataset(
+        "parquet",
+        data_files=str(tmp_path / "pairs" / "*.parquet"),
+        split="train",
+        cache_dir=str(tmp_path / "hf-cache"),
+    )
+    assert ds.num_rows == 3
+    for name in ("prompt", "chosen", "rejected"):
+        assert ds.features[name] == datasets.Value("string")
+    assert ds.features["chosen_mid_start"] == datasets.Value("int64")
+    for row in ds:
+        assert isinstance(row["chosen"], str) and isinstance(row["rejected"], str)
+        if row["method"] == "focused_dpo":
+            c0, c1 = row["chosen_mid_start"], row["chosen_mid_end"]
+            r0, r1 = row["rejected_mid_start"], row["rejected_mid_end"]
+            assert all(isinstance(v, int) for v in (c0, c1, r0, r1))
+            assert 0 <= c0 <= c1 <= len(row["chosen"]) and 0 <= r0 <= r1 <= len(row["rejected"])
+        else:
+            for text, spans in (
+                (row["chosen"], row["chosen_line_spans"]),
+                (row["rejected"], row["rejected_line_spans"]),
+            ):
+                for span in spans:
+                    line = text[span["start"] : span["end"]]
+                    assert line.endswith("\n") and line == text.splitlines(True)[span["line"]]
+    # The focused pair's mids, read back through datasets, cut out the differing operator.
+    first = ds[0]
+    assert first["chosen"][first["chosen_mid_start"] : first["chosen_mid_end"]] == "+"
+    assert first["rejected"][first["rejected_mid_start"] : first["rejected_mid_end"]] == "-"
+    problems = datasets.load_dataset(
+        "parquet",
+        data_files=str(tmp_path / "problems" / "*.parquet"),
+        split="train",
+        cache_dir=str(tmp_path / "hf-cache"),
+    )
+    assert sorted(problems["problem_id"]) == ["HumanEval/0", "HumanEval/1"]
+
+
+def test_pairs_schema_columns_follow_trl_and_the_design():
+    assert PAIRS_SCHEMA.names[3:6] == ["prompt", "chosen", "rejected"]
+    assert pa.types.is_list(PAIRS_SCHEMA.field("rejected_line_spans").type)
+    assert PROBLEMS_SCHEMA.field("status").type == pa.list_(pa.list_(pa.string()))
