@@ -19,7 +19,7 @@ import sys
 from collections.abc import Sequence
 
 # Modules under services.cli, each exposing register(subparsers) -> None.
-_SUBCOMMAND_MODULES: tuple[str, ...] = ()
+_SUBCOMMAND_MODULES: tuple[str, ...] = ("build", "serve", "client", "matrix", "image")
 
 
 def make_parser() -> argparse.ArgumentParser:

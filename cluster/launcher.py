@@ -1,0 +1,182 @@
+"""Runs dataset builds as Ray Jobs: the ``JobLauncher`` port on ``JobSubmissionClient``.
+
+Each build is one Ray Job whose entrypoint is ``pairforge build SPEC --job-id ID --resume``,
+submitted under the pairforge job id with ``metadata={"pairforge_job_id": ..., "name": ...}``
+so it shows in the Ray dashboard under that name. Ray's errors are mapped here, at the
+boundary, onto ``ClusterUnavailable`` (an ``InfrastructureError``).
+
+    launcher = RayJobLauncher("http://127.0.0.1:8265")
+    launcher.submit(submission_id="pf-1a2b", job_id="pf-1a2b", spec_path="/runs/x/job.json",
+                    name="demo")
+    launcher.status("pf-1a2b")   # RemoteStatus(state=<JobState.RUNNING>, message="...")
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shlex
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from ray.exceptions import RayError
+from ray.job_submission import JobStatus, JobSubmissionClient
+
+from pipeline.errors import InfrastructureError
+from pipeline.ports import JobState, RemoteStatus
+
+logger = logging.getLogger(__name__)
+
+_STATES = {
+    JobStatus.PENDING: JobState.QUEUED,
+    JobStatus.RUNNING: JobState.RUNNING,
+    JobStatus.SUCCEEDED: JobState.SUCCEEDED,
+    JobStatus.FAILED: JobState.FAILED,
+    JobStatus.STOPPED: JobState.CANCELLED,
+}
+
+# The SDK reports every non-200 answer as RuntimeError("Request failed with status code N:
+# ..."); a 404 is the only way to learn that a submission does not exist.
+_NOT_FOUND = re.compile(r"status code 404\b")
+
+T = TypeVar("T")
+
+
+class ClusterUnavailable(InfrastructureError):
+    """The Ray cluster's job API could not be reached or refused the request."""
+
+
+def default_build_command() -> list[str]:
+    """``pairforge`` run by this interpreter: a Ray Job's PATH need not hold the venv."""
+    return [sys.executable, "-m", "services.cli"]
+
+
+def ray_auth_token() -> str | None:
+    """The Ray cluster token, found where the Ray CLI looks for it, or None.
+
+    Ray >= 2.5x enables token authentication for ``ray start`` by default and writes the
+    token to ``~/.ray/auth_token``, but its job SDK only sends it when ``RAY_AUTH_MODE=token``
+    is set in the client's environment; sending it ourselves works either way.
+    """
+    token = os.environ.get("RAY_AUTH_TOKEN", "").strip()
+    if token:
+        return token
+    path = Path(os.environ.get("RAY_AUTH_TOKEN_PATH", Path.home() / ".ray" / "auth_token"))
+    try:
+        return path.read_text(encoding="utf-8").strip() or None
+    except OSError:
+        return None
+
+
+class RayJobLauncher:
+    """``JobLauncher`` on a Ray cluster's job API (the dashboard address, port 8265).
+
+    Args:
+        address: dashboard address, ``http://127.0.0.1:8265``.
+        build_command: argv prefix that runs the ``pairforge`` CLI on the cluster; default
+            is this interpreter's ``-m services.cli``, right when the cluster runs on this
+            machine. Use ``["pairforge"]`` for a remote cluster with pairforge installed.
+        dashboard_url: public base URL for dashboard links (default: ``address``).
+        auth_token: Ray cluster token; default from ``ray_auth_token()``.
+
+    Every method raises ``ClusterUnavailable`` when the job API does not answer or refuses
+    the token; the connection is made on first use.
+    """
+
+    def __init__(
+        self,
+        address: str,
+        *,
+        build_command: Sequence[str] | None = None,
+        dashboard_url: str | None = None,
+        auth_token: str | None = None,
+    ) -> None:
+        self._address = address.rstrip("/")
+        self._build_command = list(build_command or default_build_command())
+        self._dashboard_url = (dashboard_url or self._address).rstrip("/")
+        token = auth_token if auth_token is not None else ray_auth_token()
+        self._headers = {"Authorization": f"Bearer {token}"} if token else None
+        self._client_lock = threading.Lock()
+        self._connected: JobSubmissionClient | None = None
+
+    @property
+    def _client(self) -> JobSubmissionClient:
+        # Connect on first use, so a service whose Ray head is down still starts and
+        # serves what its store knows; the next call retries the connection.
+        with self._client_lock:
+            if self._connected is None:
+                self._connected = self._call(
+                    "connect", lambda: JobSubmissionClient(self._address, headers=self._headers)
+                )
+            return self._connected
+
+    def entrypoint(self, job_id: str, spec_path: str) -> str:
+        """The shell command the Ray Job runs."""
+        argv = [*self._build_command, "build", spec_path, "--job-id", job_id, "--resume"]
+        return shlex.join(argv)
+
+    def submit(self, *, submission_id: str, job_id: str, spec_path: str, name: str) -> None:
+        entrypoint = self.entrypoint(job_id, spec_path)
+        metadata = {"pairforge_job_id": job_id, "name": name or job_id}
+        self._call(
+            f"submit {submission_id}",
+            lambda: self._client.submit_job(
+                entrypoint=entrypoint, submission_id=submission_id, metadata=metadata
+            ),
+        )
+        logger.info("submitted Ray Job %s: %s", submission_id, entrypoint)
+
+    def stop(self, submission_id: str) -> bool:
+        try:
+            return bool(self._call(f"stop {submission_id}", lambda: self._stop(submission_id)))
+        except _Missing:
+            return False
+
+    def status(self, submission_id: str) -> RemoteStatus | None:
+        try:
+            info: Any = self._call(f"status of {submission_id}", lambda: self._info(submission_id))
+        except _Missing:
+            return None
+        return RemoteStatus(state=_STATES[JobStatus(info.status)], message=info.message or "")
+
+    def dashboard_url(self, submission_id: str) -> str | None:
+        return f"{self._dashboard_url}/#/jobs/{submission_id}"
+
+    def _stop(self, submission_id: str) -> bool:
+        try:
+            return self._client.stop_job(submission_id)
+        except RuntimeError as exc:
+            if _NOT_FOUND.search(str(exc)):
+                raise _Missing from exc
+            raise
+
+    def _info(self, submission_id: str) -> Any:
+        try:
+            return self._client.get_job_info(submission_id)
+        except RuntimeError as exc:
+            if _NOT_FOUND.search(str(exc)):
+                raise _Missing from exc
+            raise
+
+    def _call(self, what: str, fn: Callable[[], T]) -> T:
+        try:
+            return fn()
+        except _Missing:
+            raise
+        except (OSError, RuntimeError, ValueError, RayError) as exc:
+            # OSError covers requests' errors (RequestException is an IOError); RayError
+            # covers AuthenticationError (a wrong or missing cluster token); RuntimeError is
+            # how the SDK reports any other non-200 answer.
+            raise ClusterUnavailable(
+                f"Ray job API at {self._address} failed to {what}: {exc}. Check that the "
+                "Ray head is running (`ray status`) and that PAIRFORGE_RAY_ADDRESS points "
+                "at its dashboard (http://HOST:8265)."
+            ) from exc
+
+
+class _Missing(Exception):
+    """Internal: the cluster answered 404 for a submission id."""

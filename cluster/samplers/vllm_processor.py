@@ -1,0 +1,220 @@
+"""The ``vllm`` sampler: ``ray.data.llm``'s vLLM processor, one row per sample.
+
+``ray.data.llm``'s vLLM stage keeps only the first output of a request, so ``n = k`` is
+not an option: every problem is expanded into ``k`` code rows and ``k`` test rows (or
+``k`` joint rows), each with its own ``seed`` in ``sampling_params``, and the generated
+rows are regrouped per problem afterwards. vLLM's prefix caching (enabled here) makes the
+repeated prompts cost one prefill each.
+
+Pipeline::
+
+    source rows ──flat_map(expand_row)──► one row per sample ──processor──►
+    generated rows ──map(generation_row)──► slim rows
+    ──groupby("problem_id").map_groups(regroup_batch)──► sampled rows
+
+vLLM and ``ray.data.llm`` are imported only when the processor is built; everything else
+here is plain Python and is tested on CPU.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from cluster.samplers.base import (
+    SAMPLED_COLUMNS,
+    SampleRequest,
+    SampleResult,
+    SampleRole,
+    assemble,
+    batch_of,
+    plan_requests,
+    rows_of,
+)
+from pipeline.config import SamplerConfig
+from pipeline.errors import ConfigError, ContractViolation, SamplerUnavailable
+from pipeline.records import Problem
+
+if TYPE_CHECKING:
+    import ray.data
+
+GENERATION_COLUMNS = (
+    "problem_id",
+    "index",
+    "problem_json",
+    "role",
+    "sample_index",
+    "request_prompt",
+    "seed",
+    "generated_text",
+    "error",
+)
+"""Columns of a generated sample row, between the vLLM processor and the regrouping."""
+
+_ERROR_COLUMN = "__inference_error__"
+"""Where ``ray.data.llm`` puts a per-row error when ``should_continue_on_error`` is set."""
+
+
+def engine_kwargs(config: SamplerConfig) -> dict[str, Any]:
+    """vLLM engine arguments: prefix caching on, the spec's parallelism, its engine options.
+
+    Raises:
+        ConfigError: ``engine_options`` sets ``tensor_parallel_size`` to a value other
+            than the typed field's (two sources of truth for one knob).
+    """
+    options = dict(config.engine_options)
+    tp = options.pop("tensor_parallel_size", config.tensor_parallel_size)
+    if tp != config.tensor_parallel_size:
+        raise ConfigError(
+            f"sampler.engine_options.tensor_parallel_size ({tp}) contradicts "
+            f"sampler.tensor_parallel_size ({config.tensor_parallel_size}); set it once, "
+            "in sampler.tensor_parallel_size"
+        )
+    return {"enable_prefix_caching": True, **options, "tensor_parallel_size": tp}
+
+
+def processor_config_kwargs(config: SamplerConfig) -> dict[str, Any]:
+    """Keyword arguments of ``ray.data.llm.vLLMEngineProcessorConfig`` for this spec."""
+    return {
+        "model_source": config.model,
+        "engine_kwargs": engine_kwargs(config),
+        "concurrency": config.concurrency,
+        "batch_size": config.batch_size,
+        # `endpoint: chat` means "the model is a chat model" here too: apply its template.
+        "chat_template_stage": config.endpoint == "chat",
+        # vLLM tokenizes the prompt and returns the text itself; separate CPU stages for
+        # that would only add two more actor pools and a tokenizer download each.
+        "tokenize_stage": False,
+        "detokenize_stage": False,
+        # A failed sample becomes a sampler error on its problem instead of failing the job.
+        "should_continue_on_error": True,
+    }
+
+
+def sampling_params(config: SamplerConfig, seed: int) -> dict[str, Any]:
+    """vLLM ``SamplingParams`` of one sample (``n = 1``: the stage keeps one output)."""
+    return {
+        "n": 1,
+        "temperature": config.temperature,
+        "top_p": config.top_p,
+        "max_tokens": config.max_tokens,
+        "seed": seed,
+    }
+
+
+def expand_row(row: dict[str, Any], *, config: SamplerConfig, job_id: str) -> list[dict[str, Any]]:
+    """Ray Data ``flat_map``: one source row → one request row per sample.
+
+    Each request row holds the processor's inputs (``prompt`` or ``messages``, and
+    ``sampling_params``) plus what regrouping needs (the problem and the sample's place).
+    """
+    problem = Problem.model_validate_json(row["record"])
+    problem_json = problem.model_dump_json()
+    out = []
+    for request in plan_requests(problem, config, job_id):
+        item: dict[str, Any] = {
+            "problem_id": problem.problem_id,
+            "index": int(row["index"]),
+            "problem_json": problem_json,
+            "role": request.role.value,
+            "sample_index": request.index,
+            "request_prompt": request.prompt,
+            "seed": request.seed,
+            "sampling_params": sampling_params(config, request.seed),
+        }
+        if config.endpoint == "chat":
+            item["messages"] = [{"role": "user", "content": request.prompt}]
+        else:
+            item["prompt"] = request.prompt
+        out.append(item)
+    return out
+
+
+def generation_row(row: dict[str, Any]) -> dict[str, Any]:
+    """Ray Data ``map``: a processor output row → ``GENERATION_COLUMNS`` only."""
+    error = str(row.get(_ERROR_COLUMN) or "")
+    return {
+        "problem_id": row["problem_id"],
+        "index": int(row["index"]),
+        "problem_json": row["problem_json"],
+        "role": row["role"],
+        "sample_index": int(row["sample_index"]),
+        "request_prompt": row["request_prompt"],
+        "seed": int(row["seed"]),
+        "generated_text": "" if error else str(row.get("generated_text") or ""),
+        "error": error,
+    }
+
+
+def regroup(rows: Sequence[Mapping[str, Any]], config: SamplerConfig) -> dict[str, Any]:
+    """The generated rows of one problem → its sampled row (``SAMPLED_COLUMNS``).
+
+    Raises:
+        ContractViolation: the rows are empty or belong to several problems.
+    """
+    if not rows:
+        raise ContractViolation("regroup got no rows; a group holds at least one sample")
+    problem_ids = {r["problem_id"] for r in rows}
+    if len(problem_ids) != 1:
+        raise ContractViolation(f"regroup got rows of several problems: {sorted(problem_ids)}")
+    first = rows[0]
+    problem = Problem.model_validate_json(first["problem_json"])
+    results = [
+        SampleResult(
+            SampleRequest(
+                problem_id=r["problem_id"],
+                role=SampleRole(r["role"]),
+                index=int(r["sample_index"]),
+                prompt=r["request_prompt"],
+                seed=int(r["seed"]),
+            ),
+            text=None if r["error"] else r["generated_text"],
+            error=f"vLLM: {r['error']}" if r["error"] else None,
+        )
+        for r in rows
+    ]
+    sampled = assemble(
+        int(first["index"]), problem, config, results, continuation=config.endpoint != "chat"
+    )
+    return sampled.to_ray_row()
+
+
+def regroup_batch(batch: Mapping[str, Any], *, config: SamplerConfig) -> dict[str, list[Any]]:
+    """Ray Data ``map_groups`` UDF: one problem's generated rows → one sampled row."""
+    return batch_of([regroup(rows_of(batch), config)], SAMPLED_COLUMNS)
+
+
+def _require_vllm() -> None:
+    missing = [m for m in ("vllm", "ray.data.llm") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise SamplerUnavailable(
+            f"sampler kind `vllm` needs {' and '.join(missing)}, which is not installed here; "
+            "install the GPU extra (`pip install 'pairforge[gpu]'`) on the driver and the GPU "
+            "nodes, or use sampler kind `openai` against a `vllm serve` endpoint"
+        )
+
+
+def build_vllm_sampler(
+    config: SamplerConfig, job_id: str
+) -> Callable[[ray.data.Dataset], ray.data.Dataset]:
+    """A function from source rows to sampled rows that runs vLLM through ``ray.data.llm``.
+
+    Raises:
+        SamplerUnavailable: vLLM (the ``gpu`` extra) is not installed.
+    """
+    _require_vllm()
+    from ray.data.llm import build_processor, vLLMEngineProcessorConfig
+
+    processor = build_processor(vLLMEngineProcessorConfig(**processor_config_kwargs(config)))
+
+    def run(ds: ray.data.Dataset) -> ray.data.Dataset:
+        requests = ds.flat_map(functools.partial(expand_row, config=config, job_id=job_id))
+        generated = processor(requests).map(generation_row)
+        return generated.groupby("problem_id").map_groups(
+            regroup_batch,  # type: ignore[arg-type]  # Ray converts our list columns itself
+            fn_kwargs={"config": config},
+        )
+
+    return run

@@ -1,0 +1,185 @@
+"""The OpenAI-compatible sampler's request logic, through httpx's own transport seam.
+
+The real-server tests (429/500 injection, real model outputs, Ray) live in
+``tests/integration/cluster/test_openai_sampler.py``; these pin the details fast.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import time
+from typing import Any
+
+import httpx
+import pytest
+
+from cluster.samplers.base import SampleRequest, SampleRole
+from cluster.samplers.openai_http import OpenAISampler
+from pipeline import prompts
+from pipeline.config import SamplerConfig
+from pipeline.records import Problem
+
+PROBLEM = Problem(problem_id="P/1", prompt="def inc(x):\n", entry_point="inc")
+
+
+def _config(**update) -> SamplerConfig:
+    base = {
+        "kind": "openai",
+        "model": "m",
+        "base_url": "http://model.test/v1/",
+        "k": 1,
+        "max_retries": 2,
+        "temperature": 0.7,
+        "top_p": 0.9,
+        "max_tokens": 33,
+    }
+    return SamplerConfig.model_validate({**base, **update})
+
+
+def _sampler(handler, **update) -> OpenAISampler:
+    return OpenAISampler(
+        _config(**update),
+        "job",
+        api_key="sk-unit",
+        transport=httpx.MockTransport(handler),
+        backoff_base_s=0.001,
+    )
+
+
+def _request(role: SampleRole = SampleRole.CODE) -> SampleRequest:
+    return SampleRequest(problem_id="P/1", role=role, index=0, prompt="PROMPT", seed=42)
+
+
+def test_completions_request_body_and_headers():
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={"choices": [{"text": "    return x + 1\n"}]})
+
+    result = asyncio.run(_sampler(handler).request(_request()))
+    assert result.text == "    return x + 1\n" and result.error is None
+    (request,) = seen
+    assert str(request.url) == "http://model.test/v1/completions"
+    assert request.headers["authorization"] == "Bearer sk-unit"
+    assert json.loads(request.content) == {
+        "model": "m",
+        "prompt": "PROMPT",
+        "max_tokens": 33,
+        "temperature": 0.7,
+        "top_p": 0.9,
+        "n": 1,
+        "seed": 42,
+    }
+
+
+def test_chat_request_sends_messages_and_reads_message_content():
+    seen: list[dict[str, Any]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(json.loads(request.content))
+        assert request.url.path == "/v1/chat/completions"
+        return httpx.Response(200, json={"choices": [{"message": {"content": "answer"}}]})
+
+    result = asyncio.run(_sampler(handler, endpoint="chat").request(_request()))
+    assert result.text == "answer"
+    assert seen[0]["messages"] == [{"role": "user", "content": "PROMPT"}]
+    assert "prompt" not in seen[0]
+
+
+def test_a_client_error_is_not_retried_and_says_why():
+    calls = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(1)
+        return httpx.Response(400, json={"error": "max_tokens too large"})
+
+    result = asyncio.run(_sampler(handler).request(_request()))
+    assert len(calls) == 1
+    assert result.text is None
+    assert "HTTP 400, not retried" in str(result.error) and "max_tokens too large" in str(
+        result.error
+    )
+
+
+def test_a_malformed_success_body_is_a_sample_error():
+    result = asyncio.run(
+        _sampler(lambda r: httpx.Response(200, json={"object": "x"})).request(_request())
+    )
+    assert result.text is None and "choices[0].text" in str(result.error)
+
+
+def test_timeouts_and_connection_errors_are_retried_until_one_succeeds():
+    calls = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(1)
+        if len(calls) == 1:
+            raise httpx.ReadTimeout("slow", request=request)
+        if len(calls) == 2:
+            raise httpx.ConnectError("refused", request=request)
+        return httpx.Response(200, json={"choices": [{"text": "ok"}]})
+
+    result = asyncio.run(_sampler(handler).request(_request()))
+    assert (result.text, len(calls)) == ("ok", 3)
+
+
+def test_the_last_error_is_reported_after_the_last_retry():
+    calls = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(1)
+        raise httpx.ConnectError("refused", request=request)
+
+    result = asyncio.run(_sampler(handler, max_retries=3).request(_request()))
+    assert len(calls) == 4
+    assert "gave up after 4 attempts" in str(result.error) and "ConnectError" in str(result.error)
+
+
+def test_retry_after_as_an_http_date_is_honoured():
+    calls: list[float] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(time.monotonic())
+        if len(calls) == 1:
+            when = email.utils.formatdate(time.time() + 2, usegmt=True)
+            return httpx.Response(503, headers={"Retry-After": when}, text="busy")
+        return httpx.Response(200, json={"choices": [{"text": "ok"}]})
+
+    result = asyncio.run(_sampler(handler).request(_request()))
+    assert result.text == "ok"
+    # HTTP dates have one-second resolution: at least ~1 s, not the 1 ms backoff.
+    assert calls[1] - calls[0] >= 0.9
+
+
+def test_sample_runs_k_code_and_k_test_requests_and_prefixes_the_tests():
+    def handler(request: httpx.Request) -> httpx.Response:
+        prompt = json.loads(request.content)["prompt"]
+        text = "inc(1) == 2\n" if prompt == prompts.test_prompt(PROBLEM) else "    return x+1\n"
+        return httpx.Response(200, json={"choices": [{"text": text}]})
+
+    row = asyncio.run(_sampler(handler, k=3).sample(7, PROBLEM))
+    assert row.index == 7
+    assert row.code_completions == ["    return x+1\n"] * 3
+    assert row.test_completions == ["assert inc(1) == 2\n"] * 3
+
+
+@pytest.mark.parametrize("env_value", [None, "sk-env"])
+def test_api_key_comes_from_the_named_environment_variable(monkeypatch, env_value):
+    seen = []
+    if env_value is None:
+        monkeypatch.delenv("PF_UNIT_KEY", raising=False)
+    else:
+        monkeypatch.setenv("PF_UNIT_KEY", env_value)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers.get("authorization"))
+        return httpx.Response(200, json={"choices": [{"text": "x"}]})
+
+    sampler = OpenAISampler(
+        _config(api_key_env="PF_UNIT_KEY"), "job", transport=httpx.MockTransport(handler)
+    )
+    asyncio.run(sampler.request(_request()))
+    assert seen == [None if env_value is None else "Bearer sk-env"]
