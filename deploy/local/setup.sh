@@ -21,6 +21,11 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 
 if ! docker info >/dev/null 2>&1; then
+    # A machine reused after its processes were killed keeps dockerd's pid file, and
+    # dockerd refuses to start while it exists.
+    if [ -f /var/run/docker.pid ] && ! kill -0 "$(cat /var/run/docker.pid)" 2>/dev/null; then
+        rm -f /var/run/docker.pid
+    fi
     log "starting dockerd (log: /tmp/pairforge-dockerd.log)"
     nohup dockerd >/tmp/pairforge-dockerd.log 2>&1 &
     for _ in $(seq 1 60); do
