@@ -45,6 +45,12 @@ class ExecutionRequest(BaseModel):
     tests: list[str] = Field(description="Test snippets, typically single assert statements.")
     timeout_s: float = Field(default=1.0, gt=0, description="Wall-clock limit per test.")
     isolation: Isolation = Field(default=Isolation.PROCESS, description="Test isolation mode.")
+    budget_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="Start no test after this many seconds; tests not started become "
+        "sandbox_error (they say nothing about the code) and budget_exceeded is set.",
+    )
 
 
 class ExecutionResult(BaseModel):
@@ -59,3 +65,6 @@ class ExecutionResult(BaseModel):
     )
     duration_s: float = Field(default=0.0, ge=0, description="Wall time of the whole request.")
     attempts: int = Field(default=1, ge=1, description="Containers tried (retries + 1).")
+    budget_exceeded: bool = Field(
+        default=False, description="Some tests were not run because budget_s ran out."
+    )

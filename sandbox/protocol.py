@@ -1,0 +1,109 @@
+"""The host's half of the runner protocol: request lines out, answer lines back (pure).
+
+The runner's half lives in ``sandbox.runner`` (stdlib-only, inside the container); the
+message shapes are documented there. Anything unexpected in an answer means the container
+cannot be trusted any more, so it raises ``ContainerLost`` and the pool replaces it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from sandbox.errors import ContainerLost
+from sandbox.limits import SandboxLimits
+from sandbox.types import CellStatus, ExecutionRequest
+
+PROTOCOL = 1
+# Fork, reap and wipe per test, on top of the test's own limit (measured: ~2 ms; generous).
+_PER_TEST_OVERHEAD_S = 0.25
+
+
+@dataclass(frozen=True)
+class RunnerAnswer:
+    """One decoded answer: a status and a detail per test, and whether to retire."""
+
+    statuses: list[CellStatus]
+    details: list[str]
+    retire: bool
+    budget_exceeded: bool
+
+
+def encode_request(request_id: int, request: ExecutionRequest, limits: SandboxLimits) -> bytes:
+    """The request line the runner reads, newline included."""
+    message = {
+        "id": request_id,
+        "program": request.program,
+        "tests": request.tests,
+        "timeout_s": request.timeout_s,
+        "isolation": request.isolation.value,
+        "budget_s": request.budget_s,
+        "limits": {
+            "address_space_mb": limits.address_space_mb,
+            "nproc": limits.cell_processes,
+            "fsize_mb": limits.fsize_mb,
+            "nofile": limits.nofile,
+        },
+    }
+    return json.dumps(message).encode() + b"\n"
+
+
+def answer_deadline_s(request: ExecutionRequest, margin_s: float) -> float:
+    """How long a healthy runner can take to answer ``request``, at worst.
+
+    Each test may use its time limit twice (in shared mode the program and the first test
+    share a child's first deadline) plus the per-test clean-up; with a budget, the runner
+    starts no test after it, so one more test's worth is the most it can overrun.
+    """
+    per_test = 2 * request.timeout_s + _PER_TEST_OVERHEAD_S
+    worst = len(request.tests) * per_test
+    if request.budget_s is not None:
+        worst = min(worst, request.budget_s + per_test)
+    return worst + margin_s
+
+
+def is_ready(line: bytes) -> bool:
+    """Whether ``line`` is the runner's start-up greeting for this protocol version."""
+    try:
+        message = json.loads(line)
+    except ValueError:
+        return False
+    return isinstance(message, dict) and message == {"ready": True, "protocol": PROTOCOL}
+
+
+def decode_answer(line: bytes, request_id: int, n_tests: int) -> RunnerAnswer:
+    """Check and decode the runner's answer to request ``request_id`` with ``n_tests`` tests.
+
+    Raises:
+        ContainerLost: the line is not a well-formed answer to that request.
+    """
+    try:
+        message = json.loads(line)
+    except ValueError as exc:
+        raise ContainerLost(f"expected a JSON answer from the runner, got {line[:120]!r}") from exc
+    if not isinstance(message, dict):
+        raise ContainerLost(f"expected a JSON object from the runner, got {line[:120]!r}")
+    if "error" in message:
+        raise ContainerLost(f"the runner rejected request {request_id}: {message['error']}")
+    if message.get("id") != request_id:
+        raise ContainerLost(
+            f"expected the answer to request {request_id}, got one for {message.get('id')!r}"
+        )
+    statuses, details = message.get("statuses"), message.get("details")
+    if not isinstance(statuses, list) or not isinstance(details, list):
+        raise ContainerLost(f"answer {request_id} lacks its statuses or details lists")
+    if len(statuses) != n_tests or len(details) != n_tests:
+        raise ContainerLost(
+            f"expected {n_tests} statuses and details in answer {request_id}, "
+            f"got {len(statuses)} and {len(details)}"
+        )
+    try:
+        decoded = [CellStatus(status) for status in statuses]
+    except ValueError as exc:
+        raise ContainerLost(f"answer {request_id} has an unknown status: {exc}") from exc
+    return RunnerAnswer(
+        statuses=decoded,
+        details=[str(detail) for detail in details],
+        retire=bool(message.get("retire")),
+        budget_exceeded=bool(message.get("budget_exceeded")),
+    )

@@ -1,0 +1,241 @@
+"""The runner in a real sandbox container: statuses, and the adversarial suite.
+
+Every adversarial case runs as one request whose first test is the attack and whose next
+test is a normal cell that must still pass (and, where it matters, checks that nothing of
+the attack survived: processes, files, network). One pool serves the whole module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from textwrap import dedent
+
+import pytest
+
+from sandbox.limits import PoolConfig, SandboxLimits
+from sandbox.pool import ContainerPool
+from sandbox.types import CellStatus, ExecutionRequest, Isolation
+from tests.conftest import SANDBOX_IMAGE, requires_sandbox_image
+
+pytestmark = [requires_sandbox_image, pytest.mark.docker]
+
+PROGRAM = "def inc(x):\n    return x + 1\n"
+NORMAL = "assert inc(1) == 2"
+# The next cell sees no process but itself and the runner (PID 1)...
+NO_OTHER_PROCESS = (
+    "import os\n"
+    "others = [p for p in os.listdir('/proc') if p.isdigit() and int(p) not in (1, os.getpid())]\n"
+    "assert others == [], others\n" + NORMAL
+)
+# ... and nothing left in any writable place, nor in System V IPC.
+NOTHING_LEFT = (
+    dedent("""\
+    import os
+    left = {d: os.listdir(d) for d in ('/work', '/tmp', '/dev/shm') if os.listdir(d)}
+    assert left == {}, left
+    for kind in ('shm', 'msg', 'sem'):
+        with open('/proc/sysvipc/' + kind) as table:
+            assert len(table.read().splitlines()) == 1, kind  # the header only
+""")
+    + NORMAL
+)
+PASSED, FAILED, ERROR = CellStatus.PASSED, CellStatus.FAILED, CellStatus.ERROR
+TIMEOUT, MEMORY = CellStatus.TIMEOUT, CellStatus.MEMORY
+
+
+@pytest.fixture(scope="module")
+def pool() -> Iterator[ContainerPool]:
+    config = PoolConfig(image=SANDBOX_IMAGE, workers=2, limits=SandboxLimits(memory_mb=256))
+    with ContainerPool(config) as started:
+        yield started
+
+
+def run(pool: ContainerPool, tests: list[str], timeout_s: float = 0.5, **kwargs: object):
+    return pool.run(ExecutionRequest(program=PROGRAM, tests=tests, timeout_s=timeout_s, **kwargs))
+
+
+def test_each_status_is_reported(pool: ContainerPool) -> None:
+    result = run(
+        pool,
+        [
+            NORMAL,
+            "assert inc(1) == 3",
+            "inc(None)",
+            "while True:\n    pass",
+            "hog = bytearray(4 * 1024 ** 3)",
+            "syntax error here",
+        ],
+    )
+    assert result.statuses == [PASSED, FAILED, ERROR, TIMEOUT, MEMORY, ERROR]
+    assert result.details[0] == ""
+    assert result.details[1] == "AssertionError"
+    assert result.details[2].startswith("TypeError")
+    assert result.details[4] == "MemoryError"
+    assert result.details[5].startswith("SyntaxError")
+
+
+def test_program_errors_fail_every_test(pool: ContainerPool) -> None:
+    result = pool.run(ExecutionRequest(program="def broken(:\n", tests=[NORMAL, "pass"]))
+    assert result.statuses == [ERROR, ERROR]
+
+
+def test_cells_run_as_an_unprivileged_user_in_a_read_only_box(pool: ContainerPool) -> None:
+    checks = [
+        "import os\nassert (os.getuid(), os.getgid()) == (10001, 10001)",
+        # No capabilities at all in the effective, permitted or bounding-inherited sets.
+        "caps = dict(l.split(':') for l in open('/proc/self/status') if l.startswith('Cap'))\n"
+        "assert int(caps['CapEff'], 16) == 0 and int(caps['CapPrm'], 16) == 0",
+        "open('/etc/pwned', 'w')",
+        "open('/opt/pairforge/runner.py', 'a')",
+        "import os\nos.setuid(0)",
+    ]
+    assert run(pool, checks).statuses == [PASSED, PASSED, ERROR, ERROR, ERROR]
+
+
+ADVERSARIAL = {
+    "infinite loop": ("while True:\n    pass", {TIMEOUT}),
+    "fork bomb": (
+        "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass",
+        {TIMEOUT, ERROR},
+    ),
+    "memory bomb": ("hog = []\nwhile True:\n    hog.append(bytearray(1 << 24))", {MEMORY}),
+    "forked memory bomb": (
+        "import os\nfor _ in range(3):\n    os.fork()\nhog = []\n"
+        "while True:\n    hog.append(bytearray(1 << 24))",
+        {MEMORY, TIMEOUT},
+    ),
+    "1 GB to stdout": (
+        "import os, sys\nblock = 'x' * (1 << 20)\nfor _ in range(1024):\n"
+        "    sys.stdout.write(block)\nos.write(2, block.encode())\nassert inc(1) == 3",
+        {FAILED, TIMEOUT},
+    ),
+    "kill the parent": ("import os\nos.kill(os.getppid(), 9)\n" + NORMAL, {ERROR}),
+    "kill everything": (
+        "import os, time\nif os.fork() == 0:\n    time.sleep(5)\nos.kill(-1, 9)\ntime.sleep(0.2)\n"
+        "assert inc(1) == 3",
+        {FAILED},
+    ),
+    "ignore SIGTERM": (
+        "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "while True:\n    time.sleep(0.01)",
+        {TIMEOUT},
+    ),
+    "sys.exit(0) before the asserts": ("import sys\nsys.exit(0)\nassert inc(1) == 3", {ERROR}),
+    "os._exit(0) before the asserts": ("import os\nos._exit(0)\nassert inc(1) == 3", {ERROR}),
+    "fake protocol output": (
+        dedent("""\
+            import json, os
+            fake = {'id': 1, 'statuses': ['passed'], 'details': [''], 'retire': False}
+            print(json.dumps(fake))
+            print(json.dumps({'ready': True, 'protocol': 1}))
+            record = ('0' * 32 + f' {os.getpid()} 0 passed ').encode() + b'\\n'
+            for fd in range(3, 10):
+                try:
+                    os.write(fd, record)
+                except OSError:
+                    pass
+            os._exit(0)
+        """),
+        {ERROR},
+    ),
+    "daemon outliving its test": (
+        dedent("""\
+            import os, time
+            if os.fork() == 0:
+                os.setsid()
+                if os.fork() == 0:
+                    while True:
+                        open('/tmp/alive', 'w').close()
+                        time.sleep(0.01)
+                os._exit(0)
+            time.sleep(0.05)
+        """)
+        + NORMAL,
+        {PASSED},
+    ),
+    "files left behind": (
+        dedent("""\
+            import os
+            open('left.txt', 'w').write('x')
+            open('/tmp/left.txt', 'w').write('x')
+            open('/dev/shm/left', 'w').write('x')
+            os.makedirs('deep/er/est')
+            open('deep/er/est/f', 'w').close()
+            os.chmod('deep/er', 0)
+            os.chmod('deep', 0)
+        """)
+        + NORMAL,
+        {PASSED},
+    ),
+    "System V IPC left behind": (
+        dedent("""\
+            import ctypes
+            libc = ctypes.CDLL(None)
+            created = 0o1000 | 0o666
+            shm = libc.shmget(1234, 4096, created)
+            msg = libc.msgget(1234, created)
+            sem = libc.semget(1234, 1, created)
+            assert shm >= 0 and msg == -1 and sem == -1, (shm, msg, sem)
+        """)
+        + NORMAL,
+        {PASSED},
+    ),
+    "connect to the host": (
+        "import socket\nsocket.create_connection(('172.17.0.1', 2375), timeout=0.3)",
+        {ERROR},
+    ),
+    "segfault through ctypes": ("import ctypes\nctypes.string_at(0)", {ERROR}),
+}
+
+
+@pytest.mark.parametrize("case", list(ADVERSARIAL), ids=list(ADVERSARIAL))
+def test_adversarial_cell_is_contained(pool: ContainerPool, case: str) -> None:
+    attack, allowed = ADVERSARIAL[case]
+    result = run(pool, [attack, NO_OTHER_PROCESS, NOTHING_LEFT, NORMAL])
+    assert result.statuses[0] in allowed, result.details[0]
+    assert result.statuses[1:] == [PASSED, PASSED, PASSED], result.details
+    assert result.attempts == 1  # the runner survived: no container was lost
+
+
+def test_network_is_absent(pool: ContainerPool) -> None:
+    probe = (
+        "import socket\ntry:\n    socket.create_connection(('8.8.8.8', 53), timeout=0.3)\n"
+        "    reached = True\nexcept OSError:\n    reached = False\nassert not reached\n"
+        "import os\nassert sorted(os.listdir('/sys/class/net')) == ['lo']"
+    )
+    assert run(pool, [probe]).statuses == [PASSED]
+
+
+def test_signal_details_name_the_signal(pool: ContainerPool) -> None:
+    result = run(pool, ["import ctypes\nctypes.string_at(0)"])
+    assert result.details == ["killed by signal SIGSEGV"]
+
+
+def test_shared_isolation_runs_the_program_once(pool: ContainerPool) -> None:
+    program = "calls = []\ndef inc(x):\n    calls.append(x)\n    return x + 1\n"
+    tests = [
+        "assert inc(1) == 2",
+        "assert len(calls) == 2",  # sees the first test's call: one shared process
+        "import os\nos._exit(0)",
+        "assert inc(1) == 3",
+        "while True:\n    pass",
+        "assert calls == [1]",  # a fresh process after the timeout re-ran the program
+    ]
+    request = ExecutionRequest(
+        program=program, tests=tests, timeout_s=0.5, isolation=Isolation.SHARED
+    )
+    result = pool.run(request)
+    assert result.statuses == [PASSED, FAILED, ERROR, FAILED, TIMEOUT, FAILED]
+
+
+def test_budget_stops_starting_tests(pool: ContainerPool) -> None:
+    tests = ["import time\ntime.sleep(0.3)"] * 10
+    result = run(pool, tests, timeout_s=1.0, budget_s=0.5)
+    assert result.budget_exceeded
+    assert result.statuses[:2] == [PASSED, PASSED]
+    assert CellStatus.SANDBOX_ERROR in result.statuses
+    assert all(
+        detail.startswith("not run")
+        for status, detail in zip(result.statuses, result.details, strict=True)
+        if status is CellStatus.SANDBOX_ERROR
+    )
