@@ -1,0 +1,1 @@
+"""The HTTP job service: FastAPI app, routes, schemas, settings (``create_app``)."""

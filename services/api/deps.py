@@ -1,0 +1,141 @@
+"""Dependencies of the route handlers: the service's state, store, launcher and auth.
+
+The ``Annotated`` aliases (``StoreDep``, ``LauncherDep`` ...) are the injection seam: tests
+replace ``get_launcher`` through ``app.dependency_overrides`` with a fake ``JobLauncher``.
+Ray is imported only when the first real launcher is built, never at import time.
+
+The small dependencies are ``async`` on purpose: FastAPI runs a sync dependency in its
+thread pool, and five thread hops per request cost more than the request itself.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hmac
+import json
+import shlex
+import threading
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import CollectorRegistry
+
+from pipeline.errors import InfrastructureError
+from pipeline.ports import JobLauncher
+from services.api.reconcile import Reconciler
+from services.api.settings import Settings
+from services.store import JobStore
+
+
+@dataclasses.dataclass
+class ServiceState:
+    """Everything one app instance holds; built by ``create_app``."""
+
+    settings: Settings
+    store: JobStore
+    output_root: Path
+    cwd: Path
+    reconciler: Reconciler
+    metrics: CollectorRegistry
+    launcher: JobLauncher | None = None
+    _launcher_lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+
+    def ray_launcher(self) -> JobLauncher:
+        """The injected launcher, or a Ray Job launcher built on first use."""
+        with self._launcher_lock:
+            if self.launcher is None:
+                address = self.settings.ray_address
+                if not address:
+                    raise InfrastructureError(
+                        "no Ray cluster is configured: set PAIRFORGE_RAY_ADDRESS to the "
+                        "dashboard address (http://HOST:8265) or start with `pairforge serve`"
+                    )
+                from cluster.launcher import RayJobLauncher
+
+                command = self.settings.build_command
+                self.launcher = RayJobLauncher(
+                    address,
+                    build_command=shlex.split(command) if command else None,
+                    dashboard_url=self.settings.ray_dashboard_url,
+                )
+            return self.launcher
+
+
+async def get_state(request: Request) -> ServiceState:
+    state: ServiceState = request.app.state.pairforge
+    return state
+
+
+StateDep = Annotated[ServiceState, Depends(get_state)]
+
+
+async def get_store(state: StateDep) -> JobStore:
+    return state.store
+
+
+async def get_settings(state: StateDep) -> Settings:
+    return state.settings
+
+
+async def get_launcher(state: StateDep) -> JobLauncher:
+    return state.ray_launcher()
+
+
+StoreDep = Annotated[JobStore, Depends(get_store)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+LauncherDep = Annotated[JobLauncher, Depends(get_launcher)]
+
+_bearer = HTTPBearer(auto_error=False, description="PAIRFORGE_API_TOKEN, when one is set.")
+
+
+async def require_token(
+    settings: SettingsDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> None:
+    """401 unless the request carries the configured bearer token (no-op without one)."""
+    expected = settings.api_token
+    if expected is None:
+        return
+    given = credentials.credentials if credentials is not None else ""
+    if not hmac.compare_digest(given.encode(), expected.encode()):
+        raise HTTPException(
+            status_code=401,
+            detail="missing or wrong bearer token: send `Authorization: Bearer "
+            "<PAIRFORGE_API_TOKEN>`",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+
+async def json_body(request: Request, settings: SettingsDep) -> Any:
+    """The request body decoded as JSON, read at most ``max_body_bytes`` (413 beyond)."""
+    limit = settings.max_body_bytes
+    too_large = HTTPException(
+        status_code=413, detail=f"request body is larger than this service's limit of {limit} bytes"
+    )
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise too_large
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    if not body.strip():
+        raise HTTPException(status_code=422, detail="request body is empty; send a JobSpec as JSON")
+    try:
+        return json.loads(body)
+    except json.JSONDecodeError as exc:
+        raise HTTPException(
+            status_code=422,
+            detail=f"request body is not valid JSON: {exc.msg} at line {exc.lineno} "
+            f"column {exc.colno}",
+        ) from exc
+    except (ValueError, RecursionError) as exc:  # not UTF-8, huge integers, deep nesting
+        raise HTTPException(
+            status_code=422, detail=f"request body is not usable JSON: {exc}"
+        ) from exc

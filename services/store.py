@@ -1,0 +1,292 @@
+"""The job store: one row per pairforge job, in a real database through SQLAlchemy 2.
+
+SQLite file by default (``sqlite:///./pairforge.db``), PostgreSQL by URL
+(``postgresql+psycopg://user@host/db``). The service keeps here everything it needs to find
+its jobs again after a restart; live progress stays in the build's ``progress.json`` and is
+copied into ``progress_json`` when the service reconciles.
+
+    store = JobStore("sqlite:///./pairforge.db")
+    store.add(NewJob(id="pf-1a2b", name="demo", spec_json="{...}", output_dir="/srv/runs/x"))
+    store.get("pf-1a2b").state       # JobState.QUEUED
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import DateTime, Integer, String, Text, create_engine, event, func, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+
+from pipeline.errors import OutputLocationError, StorageError
+from pipeline.ports import JobState
+
+logger = logging.getLogger(__name__)
+
+
+class _Base(DeclarativeBase):
+    pass
+
+
+class _JobRow(_Base):
+    __tablename__ = "pairforge_jobs"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    spec_json: Mapped[str] = mapped_column(Text)
+    # Unique: two jobs writing one directory would interleave shards and manifests.
+    output_dir: Mapped[str] = mapped_column(String(4096), unique=True)
+    submission_id: Mapped[str] = mapped_column(String(80), default="")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True, default=None)
+    progress_json: Mapped[str | None] = mapped_column(Text, nullable=True, default=None)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class NewJob:
+    """What the service knows about a job before it is submitted."""
+
+    id: str
+    name: str
+    spec_json: str
+    output_dir: str
+
+
+@dataclasses.dataclass(frozen=True)
+class StoredJob:
+    """A job as stored; timestamps are timezone-aware UTC."""
+
+    id: str
+    name: str
+    state: JobState
+    spec_json: str
+    output_dir: str
+    submission_id: str
+    attempts: int
+    error: str | None
+    progress_json: str | None
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class OutputInUse(OutputLocationError):
+    """Another job already writes to this output directory (HTTP 409)."""
+
+    def __init__(self, output_dir: str, job_id: str | None) -> None:
+        owner = f"job {job_id}" if job_id else "another job"
+        super().__init__(
+            f"output directory {output_dir} already belongs to {owner}; choose another "
+            "output.uri, or resume that job with POST /jobs/{id}/resume"
+        )
+        self.output_dir = output_dir
+        self.job_id = job_id
+
+
+_UPDATABLE = frozenset(
+    {
+        "state",
+        "submission_id",
+        "attempts",
+        "error",
+        "progress_json",
+        "started_at",
+        "finished_at",
+        "name",
+    }
+)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    # SQLite keeps no time zone; every timestamp we write is UTC.
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
+
+
+def _stored(row: _JobRow) -> StoredJob:
+    created = _aware(row.created_at)
+    updated = _aware(row.updated_at)
+    if created is None or updated is None:  # columns are NOT NULL; keeps mypy honest
+        raise StorageError(f"job {row.id} has no creation or update time in the store")
+    return StoredJob(
+        id=row.id,
+        name=row.name,
+        state=JobState(row.state),
+        spec_json=row.spec_json,
+        output_dir=row.output_dir,
+        submission_id=row.submission_id,
+        attempts=row.attempts,
+        error=row.error,
+        progress_json=row.progress_json,
+        created_at=created,
+        updated_at=updated,
+        started_at=_aware(row.started_at),
+        finished_at=_aware(row.finished_at),
+    )
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # WAL lets status reads proceed while a submission writes; busy_timeout makes
+    # concurrent writers wait instead of failing with "database is locked".
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+class JobStore:
+    """Jobs in a SQL database; every method opens and closes its own transaction.
+
+    Raises ``StorageError`` when the database fails, ``KeyError`` for an unknown job id.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        engine_args: dict[str, Any] = {}
+        if url.startswith("sqlite"):
+            engine_args["connect_args"] = {"check_same_thread": False, "timeout": 30}
+        self._engine: Engine = create_engine(url, **engine_args)
+        if url.startswith("sqlite"):
+            event.listen(self._engine, "connect", _sqlite_pragmas)
+        self._sessions = sessionmaker(self._engine, expire_on_commit=False)
+        try:
+            _Base.metadata.create_all(self._engine)
+        except SQLAlchemyError as exc:
+            raise StorageError(f"cannot open the job database {self._shown()}: {exc}") from exc
+
+    def _shown(self) -> str:
+        return self._engine.url.render_as_string(hide_password=True)
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    def add(self, job: NewJob) -> StoredJob:
+        """Insert a queued job.
+
+        Raises:
+            OutputInUse: another job already has this output directory.
+        """
+        now = utcnow()
+        row = _JobRow(
+            id=job.id,
+            name=job.name,
+            state=JobState.QUEUED.value,
+            spec_json=job.spec_json,
+            output_dir=job.output_dir,
+            submission_id="",
+            attempts=0,
+            created_at=now,
+            updated_at=now,
+        )
+        try:
+            with self._sessions.begin() as session:
+                session.add(row)
+        except IntegrityError as exc:
+            raise OutputInUse(job.output_dir, self._owner_of(job.output_dir)) from exc
+        except SQLAlchemyError as exc:
+            raise StorageError(f"cannot store job {job.id}: {exc}") from exc
+        return _stored(row)
+
+    def _owner_of(self, output_dir: str) -> str | None:
+        with self._sessions() as session:
+            found = session.scalar(select(_JobRow.id).where(_JobRow.output_dir == output_dir))
+            return found
+
+    def get(self, job_id: str) -> StoredJob:
+        try:
+            with self._sessions() as session:
+                row = session.get(_JobRow, job_id)
+                if row is None:
+                    raise KeyError(job_id)
+                return _stored(row)
+        except SQLAlchemyError as exc:
+            raise StorageError(f"cannot read job {job_id}: {exc}") from exc
+
+    def update(self, job_id: str, **changes: Any) -> StoredJob:
+        """Change some columns (``state``, ``error``, ...) and bump ``updated_at``."""
+        unknown = set(changes) - _UPDATABLE
+        if unknown:
+            raise ValueError(f"cannot update {sorted(unknown)}; updatable: {sorted(_UPDATABLE)}")
+        if isinstance(changes.get("state"), JobState):
+            changes["state"] = changes["state"].value
+        try:
+            with self._sessions.begin() as session:
+                row = session.get(_JobRow, job_id)
+                if row is None:
+                    raise KeyError(job_id)
+                for column, value in changes.items():
+                    setattr(row, column, value)
+                row.updated_at = utcnow()
+                session.flush()
+                return _stored(row)
+        except SQLAlchemyError as exc:
+            raise StorageError(f"cannot update job {job_id}: {exc}") from exc
+
+    def page(
+        self, *, offset: int = 0, limit: int = 100, state: JobState | None = None
+    ) -> tuple[list[StoredJob], int]:
+        """A page of jobs, newest first, and how many jobs match in all."""
+        query = select(_JobRow)
+        counted = select(func.count()).select_from(_JobRow)
+        if state is not None:
+            query = query.where(_JobRow.state == state.value)
+            counted = counted.where(_JobRow.state == state.value)
+        query = query.order_by(_JobRow.created_at.desc(), _JobRow.id).offset(offset).limit(limit)
+        try:
+            with self._sessions() as session:
+                rows = session.scalars(query).all()
+                total = session.scalar(counted) or 0
+                return [_stored(r) for r in rows], int(total)
+        except SQLAlchemyError as exc:
+            raise StorageError(f"cannot list jobs: {exc}") from exc
+
+    def unfinished(self) -> list[StoredJob]:
+        """Jobs whose state can still change (queued or running)."""
+        live = [JobState.QUEUED.value, JobState.RUNNING.value]
+        try:
+            with self._sessions() as session:
+                rows = session.scalars(select(_JobRow).where(_JobRow.state.in_(live))).all()
+                return [_stored(r) for r in rows]
+        except SQLAlchemyError as exc:
+            raise StorageError(f"cannot list unfinished jobs: {exc}") from exc
+
+    def count_by_state(self) -> dict[JobState, int]:
+        """Number of jobs in each state (every state present, zero included)."""
+        counts = dict.fromkeys(JobState, 0)
+        try:
+            with self._sessions() as session:
+                rows: Sequence[Any] = session.execute(
+                    select(_JobRow.state, func.count()).group_by(_JobRow.state)
+                ).all()
+        except SQLAlchemyError as exc:
+            raise StorageError(f"cannot count jobs: {exc}") from exc
+        for state, n in rows:
+            counts[JobState(state)] = int(n)
+        return counts
+
+    def all_progress(self) -> list[str]:
+        """The stored progress snapshots of every job that has one."""
+        try:
+            with self._sessions() as session:
+                found = session.scalars(
+                    select(_JobRow.progress_json).where(_JobRow.progress_json.is_not(None))
+                ).all()
+        except SQLAlchemyError as exc:
+            raise StorageError(f"cannot read job progress: {exc}") from exc
+        return [p for p in found if p is not None]
