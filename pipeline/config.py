@@ -126,8 +126,7 @@ class SandboxConfig(_Section):
     def _workers_ordered(self) -> SandboxConfig:
         if self.min_workers > self.max_workers:
             raise ValueError(
-                f"min_workers ({self.min_workers}) must not exceed max_workers "
-                f"({self.max_workers})"
+                f"min_workers ({self.min_workers}) must not exceed max_workers ({self.max_workers})"
             )
         return self
 

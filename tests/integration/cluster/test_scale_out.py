@@ -42,7 +42,7 @@ def spec_for(tmp_path, name: str):
 def test_without_sandbox_nodes_the_build_says_how_to_add_one(cluster, tmp_path) -> None:
     from cluster.driver import run_build
 
-    with pytest.raises(SandboxUnavailable, match='--resources'):
+    with pytest.raises(SandboxUnavailable, match="--resources"):
         run_build(spec_for(tmp_path, "none"), job_id="none")
     assert not (tmp_path / "none" / "manifest.json").exists()
 
