@@ -41,6 +41,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    if not args.verbose:
+        # One INFO line per HTTP request would bury the client commands' own output.
+        logging.getLogger("httpx").setLevel(logging.WARNING)
     code: int = args.run(args)
     return code
 
