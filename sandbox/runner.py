@@ -315,7 +315,7 @@ class Runner:
                 break
             start = len(outcomes)
             steps = cell_steps(program, tests, start, shared, program_code, test_codes)
-            outcomes.extend(self._run_child(steps, timeout_s, limits))
+            outcomes.extend(self._run_child(steps, timeout_s, limits, stop_at))
             clean = self._clean_up()
         if over_budget:
             reason = f"not run: the time budget of {budget_s:g} s ran out"
@@ -330,12 +330,13 @@ class Runner:
             "budget_exceeded": over_budget,
         }
 
-    def _run_child(self, steps: list[Step], timeout_s: float,
-                   limits: dict[str, Any]) -> list[tuple[str, str]]:  # fmt: skip
+    def _run_child(self, steps: list[Step], timeout_s: float, limits: dict[str, Any],
+                   stop_at: float | None) -> list[tuple[str, str]]:  # fmt: skip
         """Fork one child for ``steps``; the outcomes of the tests it reached, in order.
 
-        Returns at least one outcome: tests after one that timed out or crashed a shared
-        child are left for the caller to run in a fresh child.
+        Tests after one that timed out or crashed a shared child are left for the caller to
+        run in a fresh child. A shared child is stopped at the first record read after
+        ``stop_at`` (it starts no further test), so it may return no outcome at all then.
         """
         token = os.urandom(16).hex()
         indexes = [index for index, _ in steps if index is not None]
@@ -349,20 +350,19 @@ class Runner:
         os.close(result_w)
         os.set_blocking(result_r, False)
         pidfd = os.pidfd_open(pid)
-        buffer = bytearray()
-        records: dict[int, tuple[str, str]] = {}
+        reader = _RecordReader(result_r, token, pid)
         wait_status: int | None = None
-        timed_out = False
+        timed_out = over_budget = False
         # Shared mode: the program and the first test share the first deadline, and each
         # later test gets its own, measured from the previous test's record.
         deadline = time.monotonic() + timeout_s * (2 if shared else 1)
         poller = select.poll()
         poller.register(pidfd, select.POLLIN)
         if shared:
-            # Only shared mode reads records as they come (each one restarts the clock);
-            # a single cell's record is read once it has exited.
+            # Only shared mode reads records as they come (each one restarts the clock, and
+            # a pipe holds only some hundreds); a single cell's is read once it has exited.
             poller.register(result_r, select.POLLIN)
-        while wait_status is None:
+        while wait_status is None and not over_budget:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 timed_out = True
@@ -371,38 +371,30 @@ class Runner:
                 if fd == pidfd:
                     _, wait_status = os.waitpid(pid, 0)
                 elif event & select.POLLIN:
-                    self._drain(result_r, buffer)
-                    fresh = parse_records(bytes(buffer), token, pid)
-                    if len(fresh) > len(records):
-                        records = fresh
-                        deadline = time.monotonic() + timeout_s
+                    # One read per wake-up, so a cell flooding the pipe cannot hold the
+                    # runner here past the deadline.
+                    if reader.read_once():
+                        now = time.monotonic()
+                        deadline = now + timeout_s
+                        over_budget = stop_at is not None and now >= stop_at
                 else:  # every writer closed the pipe: nothing more will come from it
                     poller.unregister(result_r)
         self._kill_all()
-        self._drain(result_r, buffer)
+        reader.read_to_end()
         os.close(result_r)
         os.close(pidfd)
-        records = parse_records(bytes(buffer), token, pid)
+        records = reader.records
         outcomes: list[tuple[str, str]] = []
         for index in indexes:
             if index in records:
                 outcomes.append(records[index])
                 continue
+            if over_budget:  # killed between tests: the rest were never run
+                break
             oom = wait_status is not None and os.WIFSIGNALED(wait_status) and self._oom_rose()
             outcomes.append(verdict_from_exit(wait_status, timed_out, timeout_s, oom))
             break
         return outcomes
-
-    @staticmethod
-    def _drain(fd: int, buffer: bytearray) -> None:
-        while len(buffer) < RECORD_BYTES:
-            try:
-                chunk = os.read(fd, RECORD_BYTES)
-            except BlockingIOError:
-                return
-            if not chunk:
-                return
-            buffer += chunk
 
     @staticmethod
     def _kill_all() -> None:
@@ -460,6 +452,54 @@ class Runner:
             except OSError:
                 continue
         return 0
+
+
+class _RecordReader:
+    """Authentic records from a child's result pipe, parsed line by line as they arrive.
+
+    Only the unfinished last line is buffered (and dropped past RECORD_BYTES, which no
+    authentic record reaches), so the pipe never fills while the runner is listening and a
+    cell writing junk to it costs the runner no memory.
+    """
+
+    def __init__(self, fd: int, token: str, pid: int) -> None:
+        self.fd = fd
+        self.token = token
+        self.pid = pid
+        self.records: dict[int, tuple[str, str]] = {}
+        self._partial = bytearray()
+
+    def read_once(self) -> bool:
+        """Read what the pipe holds now (one read); whether a new record came with it."""
+        try:
+            chunk = os.read(self.fd, RECORD_BYTES)
+        except BlockingIOError:
+            return False
+        return self._take(chunk)
+
+    def read_to_end(self) -> None:
+        """Read the rest once every writer is dead (a pipe holds a bounded amount)."""
+        while True:
+            try:
+                chunk = os.read(self.fd, RECORD_BYTES)
+            except BlockingIOError:
+                return
+            if not chunk:
+                return
+            self._take(chunk)
+
+    def _take(self, chunk: bytes) -> bool:
+        known = len(self.records)
+        self._partial += chunk
+        end = self._partial.rfind(b"\n")
+        if end >= 0:
+            lines = bytes(self._partial[:end])
+            del self._partial[: end + 1]
+            for index, outcome in parse_records(lines, self.token, self.pid).items():
+                self.records.setdefault(index, outcome)
+        if len(self._partial) > RECORD_BYTES:
+            self._partial.clear()
+        return len(self.records) > known
 
 
 def _has_entries(path: str) -> bool:

@@ -239,3 +239,26 @@ def test_budget_stops_starting_tests(pool: ContainerPool) -> None:
         for status, detail in zip(result.statuses, result.details, strict=True)
         if status is CellStatus.SANDBOX_ERROR
     )
+
+
+def test_budget_stops_starting_tests_in_shared_mode(pool: ContainerPool) -> None:
+    # One shared child would run all 20 tests (2 s) past a 0.5 s budget: the runner must
+    # stop it between tests, as it stops starting children in process mode.
+    tests = ["import time\ntime.sleep(0.1)"] * 20
+    result = run(pool, tests, timeout_s=1.0, budget_s=0.5, isolation=Isolation.SHARED)
+    assert result.budget_exceeded
+    assert result.attempts == 1
+    assert result.statuses[:3] == [PASSED] * 3
+    not_run = [i for i, status in enumerate(result.statuses) if status is CellStatus.SANDBOX_ERROR]
+    assert not_run and not_run[-1] == len(tests) - 1
+    assert result.statuses[: not_run[0]] == [PASSED] * not_run[0]
+    assert all(result.details[i].startswith("not run") for i in not_run)
+
+
+def test_many_records_in_shared_mode_are_all_read(pool: ContainerPool) -> None:
+    # 1000 failing tests with ~180-character details make ~220 KB of records, far more
+    # than a pipe holds: every record must still be read as it comes (no false timeout).
+    tests = ["assert inc(1) == 3, 'x' * 150"] * 1000
+    result = run(pool, tests, timeout_s=0.5, isolation=Isolation.SHARED)
+    assert result.statuses == [FAILED] * 1000
+    assert result.details[-1] == "AssertionError: " + "x" * 150
