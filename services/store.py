@@ -18,12 +18,22 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import DateTime, Integer, String, Text, create_engine, event, func, select
+from sqlalchemy import (
+    DateTime,
+    Integer,
+    String,
+    Text,
+    create_engine,
+    event,
+    func,
+    select,
+    update,
+)
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
-from pipeline.errors import OutputLocationError, StorageError
+from pipeline.errors import OutputLocationError, PairforgeError, StorageError
 from pipeline.ports import JobState
 
 logger = logging.getLogger(__name__)
@@ -92,6 +102,21 @@ class OutputInUse(OutputLocationError):
         )
         self.output_dir = output_dir
         self.job_id = job_id
+
+
+class JobChanged(PairforgeError):
+    """A job's row changed after the caller read it, so a conditional update did nothing.
+
+    Attributes:
+        current: the job as it is stored now.
+    """
+
+    def __init__(self, current: StoredJob) -> None:
+        super().__init__(
+            f"job {current.id} changed meanwhile: it is now {current.state.value} "
+            f"(run {current.submission_id or 'none'}, attempt {current.attempts})"
+        )
+        self.current = current
 
 
 _UPDATABLE = frozenset(
@@ -218,22 +243,42 @@ class JobStore:
         except SQLAlchemyError as exc:
             raise StorageError(f"cannot read job {job_id}: {exc}") from exc
 
-    def update(self, job_id: str, **changes: Any) -> StoredJob:
-        """Change some columns (``state``, ``error``, ...) and bump ``updated_at``."""
+    def update(self, job_id: str, *, read: StoredJob | None = None, **changes: Any) -> StoredJob:
+        """Change some columns (``state``, ``error``, ...) and bump ``updated_at``.
+
+        With ``read``, the change is made only if the row still has the state, submission
+        id and attempt count of that earlier read (one atomic ``UPDATE ... WHERE``), so a
+        decision taken on a stale read never overwrites a cancel or a resume made meanwhile.
+
+        Raises:
+            KeyError: no job with this id.
+            JobChanged: ``read`` is stale; nothing was changed.
+        """
         unknown = set(changes) - _UPDATABLE
         if unknown:
             raise ValueError(f"cannot update {sorted(unknown)}; updatable: {sorted(_UPDATABLE)}")
         if isinstance(changes.get("state"), JobState):
             changes["state"] = changes["state"].value
+        statement = update(_JobRow).where(_JobRow.id == job_id)
+        if read is not None:
+            statement = statement.where(
+                _JobRow.state == read.state.value,
+                _JobRow.submission_id == read.submission_id,
+                _JobRow.attempts == read.attempts,
+            )
         try:
             with self._sessions.begin() as session:
+                # Core UPDATE on the session's connection: its result counts matched rows.
+                matched = (
+                    session.connection()
+                    .execute(statement.values(**changes, updated_at=utcnow()))
+                    .rowcount
+                )
                 row = session.get(_JobRow, job_id)
                 if row is None:
                     raise KeyError(job_id)
-                for column, value in changes.items():
-                    setattr(row, column, value)
-                row.updated_at = utcnow()
-                session.flush()
+                if not matched:
+                    raise JobChanged(_stored(row))
                 return _stored(row)
         except SQLAlchemyError as exc:
             raise StorageError(f"cannot update job {job_id}: {exc}") from exc

@@ -23,7 +23,7 @@ from pipeline.errors import InfrastructureError
 from pipeline.manifest import MANIFEST_FILE
 from pipeline.ports import JobLauncher, JobState
 from pipeline.progress import PROGRESS_FILE, BuildProgress
-from services.store import JobStore, StoredJob, utcnow
+from services.store import JobChanged, JobStore, StoredJob, utcnow
 
 logger = logging.getLogger(__name__)
 
@@ -111,9 +111,14 @@ class Reconciler:
             changes["finished_at"] = (progress and _from_unix(progress.finished_at)) or utcnow()
             with self._lock:
                 self._last.pop(job.id, None)
+        try:
+            updated = self._store.update(job.id, read=job, **changes)
+        except JobChanged as exc:
+            # Cancelled or resumed while Ray was asked: what Ray said is about the old read.
+            return exc.current
         if state is not job.state:
             logger.info("job %s: %s -> %s", job.id, job.state.value, state.value)
-        return self._store.update(job.id, **changes)
+        return updated
 
     def refresh_unfinished(self, launcher: JobLauncher, *, force: bool = True) -> int:
         """Refresh every queued or running job; returns how many were looked at."""

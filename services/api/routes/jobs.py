@@ -21,7 +21,7 @@ from services.api.deps import LauncherDep, StateDep, StoreDep, json_body, requir
 from services.api.reconcile import Reconciler, read_manifest
 from services.api.schemas import ErrorBody, JobCounts, JobPublic, JobsPublic, StageProgress
 from services.api.submission import parse_submission
-from services.store import JobStore, NewJob, StoredJob, utcnow
+from services.store import JobChanged, JobStore, NewJob, StoredJob, utcnow
 
 SPEC_FILE = "job.json"
 """Name of the JobSpec the service writes into each job's output directory."""
@@ -98,15 +98,22 @@ def _launch(job: StoredJob, store: JobStore, launcher: JobLauncher) -> StoredJob
     attempt = job.attempts + 1
     submission_id = job.id if attempt == 1 else f"{job.id}-r{attempt}"
     # Stored before submitting: if the service dies in between, reconciliation finds a
-    # submission Ray does not know and marks the job failed (and resumable).
-    job = store.update(
-        job.id,
-        state=JobState.QUEUED,
-        submission_id=submission_id,
-        attempts=attempt,
-        error=None,
-        finished_at=None,
-    )
+    # submission Ray does not know and marks the job failed (and resumable). Conditional on
+    # ``job`` being current, so two concurrent resumes cannot both submit this run.
+    try:
+        job = store.update(
+            job.id,
+            read=job,
+            state=JobState.QUEUED,
+            submission_id=submission_id,
+            attempts=attempt,
+            error=None,
+            finished_at=None,
+        )
+    except JobChanged as exc:
+        raise HTTPException(
+            status_code=409, detail=f"{exc}; it was resumed or cancelled by another request"
+        ) from exc
     try:
         launcher.submit(
             submission_id=submission_id,
@@ -229,9 +236,22 @@ def cancel_job(
         if not stopped:
             # Ray had nothing running: it may have just finished, so learn how.
             job = reconciler.refresh(job, launcher, force=True)
-        if not job.state.final:
-            job = store.update(job.id, state=JobState.CANCELLED, error=None, finished_at=utcnow())
+        job = _mark_cancelled(store, job)
     return to_public(job, launcher)
+
+
+def _mark_cancelled(store: JobStore, job: StoredJob) -> StoredJob:
+    """Store ``job``'s run as cancelled, unless it ended or was resumed meanwhile."""
+    submission_id = job.submission_id
+    while not job.state.final and job.submission_id == submission_id:
+        try:
+            return store.update(
+                job.id, read=job, state=JobState.CANCELLED, error=None, finished_at=utcnow()
+            )
+        except JobChanged as exc:
+            # A read moved it on (queued -> running) or ended it; decide on what is stored.
+            job = exc.current
+    return job
 
 
 @router.get(

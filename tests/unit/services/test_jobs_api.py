@@ -10,10 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi import HTTPException
 from fastapi.testclient import TestClient
 
 from pipeline.ports import JobState
 from services.api.app import create_app
+from services.api.deps import ServiceState
+from services.api.routes import jobs as jobs_routes
 from services.api.settings import Settings
 from services.store import JobStore, NewJob
 from tests.unit.services.conftest import spec
@@ -312,6 +315,56 @@ def test_cancel_after_ray_finished_reports_the_real_end(
     got = client.delete(f"/jobs/{job['id']}").json()
     assert got["state"] == "succeeded"
     assert launcher.stopped == []
+
+
+def _state_of(client: TestClient) -> ServiceState:
+    state: ServiceState = client.app.state.pairforge  # type: ignore[attr-defined]
+    return state
+
+
+def test_refresh_on_a_stale_read_does_not_undo_a_cancel(
+    client: TestClient, launcher: FakeLauncher
+) -> None:
+    job = _submit(client, spec())
+    launcher.set(job["id"], JobState.RUNNING)
+    service = _state_of(client)
+    before_cancel = service.store.get(job["id"])  # a read that was asking Ray meanwhile
+    assert client.delete(f"/jobs/{job['id']}").json()["state"] == "cancelled"
+    launcher.set(job["id"], JobState.RUNNING)  # Ray stops a job asynchronously
+    seen = service.reconciler.refresh(before_cancel, launcher, force=True)
+    assert seen.state is JobState.CANCELLED
+    assert client.get(f"/jobs/{job['id']}").json()["state"] == "cancelled"
+
+
+def test_refresh_on_a_stale_read_does_not_end_a_resumed_run(
+    client: TestClient, launcher: FakeLauncher
+) -> None:
+    job = _submit(client, spec())
+    launcher.set(job["id"], JobState.RUNNING)
+    service = _state_of(client)
+    first_run = service.store.get(job["id"])
+    client.delete(f"/jobs/{job['id']}")
+    assert client.post(f"/jobs/{job['id']}/resume").status_code == 200
+    launcher.set(f"{job['id']}-r2", JobState.RUNNING)
+    # The stale read asks about run 1, which Ray reports stopped; run 2 is what is live.
+    service.reconciler.refresh(first_run, launcher, force=True)
+    got = client.get(f"/jobs/{job['id']}").json()
+    assert (got["state"], got["submission_id"]) == ("running", f"{job['id']}-r2")
+
+
+def test_concurrent_resumes_submit_one_run(client: TestClient, launcher: FakeLauncher) -> None:
+    job = _submit(client, spec())
+    launcher.vanish(job["id"])
+    client.get(f"/jobs/{job['id']}")
+    service = _state_of(client)
+    failed = service.store.get(job["id"])  # what both resume requests read
+    assert client.post(f"/jobs/{job['id']}/resume").status_code == 200
+    with pytest.raises(HTTPException) as refused:
+        jobs_routes._launch(failed, service.store, launcher)
+    assert refused.value.status_code == 409
+    assert [s.submission_id for s in launcher.submitted] == [job["id"], f"{job['id']}-r2"]
+    stored = service.store.get(job["id"])
+    assert (stored.state, stored.attempts, stored.error) == (JobState.QUEUED, 2, None)
 
 
 def test_manifest_is_404_until_written(client: TestClient) -> None:
