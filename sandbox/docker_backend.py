@@ -11,7 +11,9 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
+import random
 import socket
+import threading
 import time
 from typing import Any
 
@@ -21,6 +23,7 @@ import docker.errors
 from sandbox.errors import ContainerLost, SandboxUnavailable
 from sandbox.limits import POOL_LABEL, PoolConfig
 from sandbox.protocol import is_ready
+from sandbox.runner import CELL_UID_ENV
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +33,12 @@ OWNER_LABEL = "pairforge.owner"
 # to the `cell` user, kill to kill every cell process after each test.
 RUNNER_CAPABILITIES = ["SETUID", "SETGID", "KILL"]
 _STDOUT, _STDERR = 1, 2
+# Each container's cells run as a uid of their own: the kernel counts RLIMIT_NPROC per uid
+# across the whole host, so containers sharing one would eat each other's allowance. The
+# range lies above login users (to 60000), the subordinate uids useradd hands out (to
+# 600100000) and systemd-nspawn's range (to 1879048191), and below 2**31; drawing at
+# random keeps pools in different processes apart too.
+CELL_UIDS = range(1_900_000_000, 2_100_000_000)
 _ENGINE_HINT = (
     "start the Docker engine (`sudo systemctl start docker`, or `sudo dockerd &`) and check "
     "that `docker info` works for this user"
@@ -53,8 +62,10 @@ def connect(max_connections: int = 16) -> Any:
 class WarmContainer:
     """One started container and the runner's line channel on its attach socket."""
 
-    def __init__(self, container: Any, attach: Any) -> None:
+    def __init__(self, container: Any, attach: Any, cell_uid: int) -> None:
         self._container = container
+        self.cell_uid = cell_uid
+        """The uid (and gid) its cells run as."""
         # Keep the docker SDK's wrapper alive: dropping it closes the connection.
         self._attach = attach
         self._sock: socket.socket = attach._sock
@@ -106,9 +117,9 @@ class WarmContainer:
 
     def remove(self) -> None:
         """Close the channel and remove the container (killing it if it still runs)."""
-        with contextlib.suppress(OSError):
-            self._sock.close()
+        _close_attach(self._attach)
         _remove(self._container)
+        _cell_uids.release(self.cell_uid)
 
     def _receive(self, size: int, deadline: float) -> bytes:
         while len(self._inbox) < size:
@@ -158,21 +169,32 @@ class DockerBackend:
             ContainerLost: it started but its runner never said it was ready.
         """
         name = f"pairforge-sbx-{self.pool_id}-{next(self._serials)}"
+        cell_uid = _cell_uids.take()
         try:
-            container = self._create(name)
+            return self._start(name, cell_uid)
+        except BaseException:
+            _cell_uids.release(cell_uid)
+            raise
+
+    def _start(self, name: str, cell_uid: int) -> WarmContainer:
+        try:
+            container = self._create(name, cell_uid)
         except docker.errors.ImageNotFound as exc:
             raise SandboxUnavailable(self._image_hint()) from exc
         except docker.errors.DockerException as exc:
             raise SandboxUnavailable(f"cannot create sandbox container {name}: {exc}") from exc
+        attach = None
         try:
             attach = self._client.api.attach_socket(
                 container.id, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}
             )
             container.start()
         except docker.errors.DockerException as exc:
+            if attach is not None:
+                _close_attach(attach)
             _remove(container)
             raise SandboxUnavailable(f"cannot start sandbox container {name}: {exc}") from exc
-        warm = WarmContainer(container, attach)
+        warm = WarmContainer(container, attach, cell_uid)
         try:
             greeting = warm.read_line(time.monotonic() + self._config.start_timeout_s)
         except ContainerLost:
@@ -199,7 +221,7 @@ class DockerBackend:
             except docker.errors.NotFound:
                 continue
             except docker.errors.DockerException as exc:
-                logger.warning("could not find sandbox container %s: %s", container_id, exc)
+                logger.warning("could not remove sandbox container %s: %s", container_id, exc)
         return len(ids)
 
     def close(self) -> None:
@@ -220,7 +242,7 @@ class DockerBackend:
             f"build it with `pairforge image --tag {self._config.image}`"
         )
 
-    def _create(self, name: str) -> Any:
+    def _create(self, name: str, cell_uid: int) -> Any:
         """Create (not start) one container with every isolation option; its SDK model."""
         limits = self._config.limits
         tmpfs = f"rw,nosuid,nodev,noexec,size={limits.tmpfs_mb}m,mode=1777"
@@ -259,9 +281,42 @@ class DockerBackend:
             stdin_open=True,
             tty=False,
             labels=labels,
+            environment={CELL_UID_ENV: str(cell_uid)},
             host_config=host_config,
         )
         return self._client.containers.prepare_model({"Id": created["Id"], "Name": name})
+
+
+class _CellUidRegistry:
+    """The cell uids of this process's live containers: no two of them share one."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._taken: set[int] = set()
+
+    def take(self) -> int:
+        """A uid from CELL_UIDS that no live container of this process has."""
+        with self._lock:
+            while True:
+                uid = random.choice(CELL_UIDS)
+                if uid not in self._taken:
+                    self._taken.add(uid)
+                    return uid
+
+    def release(self, uid: int) -> None:
+        with self._lock:
+            self._taken.discard(uid)
+
+
+_cell_uids = _CellUidRegistry()
+
+
+def _close_attach(attach: Any) -> None:
+    """Close an attach socket (the SDK's wrapper and the socket under it)."""
+    for closable in (attach, getattr(attach, "_sock", None)):
+        if closable is not None:
+            with contextlib.suppress(OSError):
+                closable.close()
 
 
 def _remove(container: Any) -> None:

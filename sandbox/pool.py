@@ -30,6 +30,10 @@ from sandbox.types import CellStatus, ExecutionRequest, ExecutionResult
 
 logger = logging.getLogger(__name__)
 
+# The least budget a retry is sent with: what is left of the request's budget may be a
+# sliver, and the runner must still get a positive one.
+_MIN_RETRY_BUDGET_S = 0.01
+
 
 class Container(Protocol):
     """A started container with a ready runner (``docker_backend.WarmContainer``)."""
@@ -113,7 +117,11 @@ class ContainerPool:
         failures = [error for future in futures if (error := future.exception()) is not None]
         for future in futures:
             if future.exception() is None:
-                self._adopt(future.result())
+                try:
+                    self._adopt(future.result())
+                except SandboxError as exc:  # closed meanwhile
+                    failures.append(exc)
+                    continue
                 self._idle.put(_Slot(future.result()))
         if failures:
             self.close()
@@ -134,14 +142,22 @@ class ContainerPool:
         started = time.monotonic()
         if not request.tests:
             return ExecutionResult(statuses=[], details=[], duration_s=0.0)
-        deadline = answer_deadline_s(request, self.config.answer_margin_s)
         last_problem = ""
         for attempt in range(1, self.config.retries + 2):
+            attempt_request = request
+            if attempt > 1 and request.budget_s is not None:
+                # A retry gets what is left of the budget, not the whole of it again.
+                left_s = request.budget_s - (time.monotonic() - started)
+                if left_s <= 0:
+                    return _budget_spent(request, started, attempt - 1)
+                budget_s = max(left_s, _MIN_RETRY_BUDGET_S)
+                attempt_request = request.model_copy(update={"budget_s": budget_s})
+            deadline = answer_deadline_s(attempt_request, self.config.answer_margin_s)
             slot = self._idle.get()
             try:
                 container = self._ensure_container(slot)
                 request_id = next(self._request_ids)
-                line = encode_request(request_id, request, self.config.limits)
+                line = encode_request(request_id, attempt_request, self.config.limits)
                 reply = container.call(line, deadline)
                 answer = decode_answer(reply, request_id, len(request.tests))
                 if answer.retire:  # it could not clean up after this request: replace it
@@ -189,17 +205,28 @@ class ContainerPool:
 
     def _ensure_container(self, slot: _Slot) -> Container:
         if slot.container is None:
-            if self._backend is None or self._closed:
+            backend = self._backend
+            if backend is None or self._closed:
                 raise SandboxError("the sandbox pool was closed")
-            slot.container = self._backend.start()
-            self._adopt(slot.container)
+            container = backend.start()
+            self._adopt(container)
             with self._lock:
                 self.replacements += 1
+            slot.container = container
         return slot.container
 
     def _adopt(self, container: Container) -> None:
+        """Track ``container``; one that started after ``close`` is removed at once.
+
+        Raises:
+            SandboxError: the pool was closed meanwhile (the container is gone).
+        """
         with self._lock:
-            self._live.add(container)
+            if not self._closed:
+                self._live.add(container)
+                return
+        container.remove()
+        raise SandboxError("the sandbox pool was closed while a container started")
 
     def _discard(self, slot: _Slot) -> None:
         container, slot.container = slot.container, None
@@ -208,3 +235,16 @@ class ContainerPool:
         with self._lock:
             self._live.discard(container)
         container.remove()
+
+
+def _budget_spent(request: ExecutionRequest, started: float, attempts: int) -> ExecutionResult:
+    """Every cell "not run" (as in ``sandbox.matrix``): the budget ran out before a retry."""
+    n_tests = len(request.tests)
+    reason = f"not run: the time budget of {request.budget_s:g} s ran out"
+    return ExecutionResult(
+        statuses=[CellStatus.SANDBOX_ERROR] * n_tests,
+        details=[reason] * n_tests,
+        duration_s=time.monotonic() - started,
+        attempts=attempts,
+        budget_exceeded=True,
+    )

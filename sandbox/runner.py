@@ -27,7 +27,8 @@ the same holds per test, but tests run in the program's process and can tamper w
 
 Isolation, fastest safe design: the runner pre-imports common modules and forks one child
 per test from this warm interpreter (about 1 ms of CPU here), which runs
-``program + "\\n" + test`` as the ``cell`` user under rlimits. Forking each test from a
+``program + "\\n" + test`` as the container's cell uid (its own, given by the host in
+PAIRFORGE_CELL_UID; default the image's ``cell`` user) under rlimits. Forking each test from a
 per-program child that had already executed the program would save re-running it, but
 that child is controlled by untrusted code and would be the one reporting on its own
 tests; re-running a small program costs microseconds. The runner compiles the program and
@@ -59,8 +60,16 @@ from types import CodeType
 from typing import Any
 
 PROTOCOL = 1
-CELL_UID = 10001
-CELL_GID = 10001
+# The host gives every container its own cell uid (used as the gid too) in this variable:
+# the kernel counts RLIMIT_NPROC per uid across the whole host, so cells of containers
+# sharing a uid would use up each other's process allowance. Without it, cells run as the
+# image's `cell` user.
+CELL_UID_ENV = "PAIRFORGE_CELL_UID"
+DEFAULT_CELL_UID = 10001
+# Never root, a system account or a 16-bit sentinel (65534 nobody, 65535 -1), and below
+# 2**31 so no tool reads it as negative.
+CELL_UID_MIN = 10000
+CELL_UID_MAX = (1 << 31) - 2
 WORK_DIR = "/work"
 # Every place a cell can write to (the root filesystem is read-only).
 WIPE_DIRS = ("/work", "/tmp", "/dev/shm", "/dev/mqueue")
@@ -174,6 +183,25 @@ def verdict_from_exit(wait_status: int | None, timed_out: bool, timeout_s: float
     return ERROR, f"exited with code {code} before the test finished"
 
 
+def cell_uid_from(value: str | None) -> int:
+    """The cell uid named by the CELL_UID_ENV value ``value`` (None: the image's default).
+
+    Raises:
+        ValueError: ``value`` is not a decimal uid in [CELL_UID_MIN, CELL_UID_MAX] or is a
+            16-bit sentinel.
+    """
+    if value is None:
+        return DEFAULT_CELL_UID
+    text = value.strip()
+    uid = int(text) if text.isascii() and text.isdigit() else -1
+    if not CELL_UID_MIN <= uid <= CELL_UID_MAX or uid in (65534, 65535):
+        raise ValueError(
+            f"{CELL_UID_ENV} must be a uid in [{CELL_UID_MIN}, {CELL_UID_MAX}] other than "
+            f"65534 and 65535, got {value!r}"
+        )
+    return uid
+
+
 def cpu_limit_s(timeout_s: float, tests_per_child: int) -> int:
     """RLIMIT_CPU seconds for a child running ``tests_per_child`` tests."""
     return int(timeout_s * tests_per_child) + 1
@@ -224,7 +252,7 @@ def cell_steps(program: str, tests: list[str], first: int, shared: bool,
 
 
 def _cell_main(steps: list[Step], token: str, limits: dict[str, Any], result_w: int,
-               devnull: int, cpu_s: int) -> None:  # fmt: skip
+               devnull: int, cpu_s: int, cell_uid: int) -> None:  # fmt: skip
     """Runs in the forked child: drop to the cell user, run ``steps``; never returns.
 
     Every test that returns writes a ``passed`` record, every exception its status; a
@@ -253,8 +281,8 @@ def _cell_main(steps: list[Step], token: str, limits: dict[str, Any], result_w: 
         os.closerange(RESULT_FD + 1, 1 << 16)
         os.chdir(WORK_DIR)
         os.setgroups([])
-        os.setgid(CELL_GID)
-        os.setuid(CELL_UID)
+        os.setgid(cell_uid)
+        os.setuid(cell_uid)
     except BaseException as exc:
         first = next((index for index, _ in steps if index is not None), 0)
         detail = short_detail(f"cell setup failed: {exc!r}")
@@ -291,7 +319,8 @@ def _cell_main(steps: list[Step], token: str, limits: dict[str, Any], result_w: 
 class Runner:
     """Runs requests; owns the container's process table and writable directories."""
 
-    def __init__(self) -> None:
+    def __init__(self, cell_uid: int = DEFAULT_CELL_UID) -> None:
+        self.cell_uid = cell_uid
         self.devnull = os.open("/dev/null", os.O_RDWR)
         self.oom_kills = self._read_oom_kills()
 
@@ -346,7 +375,7 @@ class Runner:
         pid = os.fork()
         if pid == 0:  # pragma: no cover - runs in the child, which never returns
             os.close(result_r)
-            _cell_main(steps, token, limits, result_w, self.devnull, cpu_s)
+            _cell_main(steps, token, limits, result_w, self.devnull, cpu_s, self.cell_uid)
         os.close(result_w)
         os.set_blocking(result_r, False)
         pidfd = os.pidfd_open(pid)
@@ -383,7 +412,18 @@ class Runner:
         reader.read_to_end()
         os.close(result_r)
         os.close(pidfd)
-        records = reader.records
+        return self._outcomes(indexes, reader.records, wait_status, timed_out, over_budget,
+                              timeout_s)  # fmt: skip
+
+    def _outcomes(self, indexes: list[int], records: dict[int, tuple[str, str]],
+                  wait_status: int | None, timed_out: bool, over_budget: bool,
+                  timeout_s: float) -> list[tuple[str, str]]:  # fmt: skip
+        """The outcomes of one finished (and reaped) child's tests, in order.
+
+        The OOM-kill counter is read after every child, whatever its end, so an OOM kill
+        during one child is never blamed on a later one.
+        """
+        oom = self._oom_rose()
         outcomes: list[tuple[str, str]] = []
         for index in indexes:
             if index in records:
@@ -391,8 +431,8 @@ class Runner:
                 continue
             if over_budget:  # killed between tests: the rest were never run
                 break
-            oom = wait_status is not None and os.WIFSIGNALED(wait_status) and self._oom_rose()
-            outcomes.append(verdict_from_exit(wait_status, timed_out, timeout_s, oom))
+            killed_for_memory = oom and wait_status is not None and os.WIFSIGNALED(wait_status)
+            outcomes.append(verdict_from_exit(wait_status, timed_out, timeout_s, killed_for_memory))
             break
         return outcomes
 
@@ -424,8 +464,8 @@ class Runner:
             code = 1
             try:
                 os.setgroups([])
-                os.setgid(CELL_GID)
-                os.setuid(CELL_UID)
+                os.setgid(self.cell_uid)
+                os.setuid(self.cell_uid)
                 for path in dirty:
                     _remove_contents(path)
                 code = 0
@@ -435,6 +475,7 @@ class Runner:
         return not any(_has_entries(path) for path in dirty)
 
     def _oom_rose(self) -> bool:
+        """Whether the OOM-kill counter rose since the last reading (which this absorbs)."""
         count = self._read_oom_kills()
         rose = count > self.oom_kills
         self.oom_kills = count
@@ -544,6 +585,11 @@ def _check_environment() -> str | None:
 
 def main() -> int:
     problem = _check_environment()
+    if problem is None:
+        try:
+            cell_uid = cell_uid_from(os.environ.get(CELL_UID_ENV))
+        except ValueError as exc:
+            problem = str(exc)
     if problem is not None:
         sys.stderr.write(f"pairforge runner: {problem}\n")
         return 2
@@ -557,7 +603,7 @@ def main() -> int:
     # Keep the collector off the runner's own objects in every child: a collection there
     # would write to their headers and copy their pages.
     gc.freeze()
-    runner = Runner()
+    runner = Runner(cell_uid)
     out = sys.stdout.buffer
     out.write(json.dumps({"ready": True, "protocol": PROTOCOL}).encode() + b"\n")
     out.flush()

@@ -8,11 +8,13 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from typing import cast
 
 import pytest
 
+from sandbox.docker_backend import WarmContainer
 from sandbox.errors import SandboxUnavailable
-from sandbox.limits import PoolConfig
+from sandbox.limits import PoolConfig, SandboxLimits
 from sandbox.pool import ContainerPool
 from sandbox.types import CellStatus, ExecutionRequest
 from tests.conftest import REPO_ROOT, SANDBOX_IMAGE, requires_docker, requires_sandbox_image
@@ -137,3 +139,38 @@ def test_a_missing_image_says_how_to_build_it() -> None:
     config = PoolConfig(image="pairforge-sandbox:no-such-tag", workers=1)
     with pytest.raises(SandboxUnavailable, match="pairforge image"):
         ContainerPool(config).start()
+
+
+@requires_sandbox_image
+def test_one_containers_processes_do_not_count_against_another_s() -> None:
+    # RLIMIT_NPROC counts a uid's processes across the whole host: if every container's
+    # cells shared one uid, the 31 sleepers below would leave the other container's cell
+    # no room for a single fork (the default limit is 32 processes).
+    limits = SandboxLimits()
+    sleepers = limits.cell_processes - 1
+    hog = ExecutionRequest(
+        program="import os, time",
+        tests=[
+            f"for _ in range({sleepers}):\n"
+            "    if os.fork() == 0:\n"
+            "        time.sleep(4)\n"
+            "        os._exit(0)\n"
+            "time.sleep(4)"
+        ],
+        timeout_s=8.0,
+    )
+    forks_once = ExecutionRequest(
+        program="import os",
+        tests=["pid = os.fork()\nif pid == 0:\n    os._exit(0)\nassert os.waitpid(pid, 0)[1] == 0"],
+        timeout_s=2.0,
+    )
+    with ContainerPool(PoolConfig(image=SANDBOX_IMAGE, workers=2, limits=limits)) as pool:
+        first, second = (cast(WarmContainer, box) for box in pool.live_containers())
+        assert first.cell_uid != second.cell_uid
+        with ThreadPoolExecutor(1) as background:
+            hogging = background.submit(pool.run, hog)
+            time.sleep(1.5)  # the sleepers are all forked by now
+            result = pool.run(forks_once)
+            assert not hogging.done(), "the sleepers must still be alive during the fork"
+            assert hogging.result().statuses == [CellStatus.PASSED]
+    assert result.statuses == [CellStatus.PASSED], result.details

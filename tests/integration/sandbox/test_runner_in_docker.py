@@ -7,11 +7,14 @@ the attack survived: processes, files, network). One pool serves the whole modul
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
 from textwrap import dedent
+from typing import cast
 
 import pytest
 
+from sandbox.docker_backend import CELL_UIDS, WarmContainer
 from sandbox.limits import PoolConfig, SandboxLimits
 from sandbox.pool import ContainerPool
 from sandbox.types import CellStatus, ExecutionRequest, Isolation
@@ -80,8 +83,11 @@ def test_program_errors_fail_every_test(pool: ContainerPool) -> None:
 
 
 def test_cells_run_as_an_unprivileged_user_in_a_read_only_box(pool: ContainerPool) -> None:
+    # Each container has its own cell uid (gid the same), drawn from CELL_UIDS.
+    uids = sorted(cast(WarmContainer, box).cell_uid for box in pool.live_containers())
+    assert len(set(uids)) == 2 and all(uid in CELL_UIDS for uid in uids)
     checks = [
-        "import os\nassert (os.getuid(), os.getgid()) == (10001, 10001)",
+        f"import os\nassert os.getuid() == os.getgid() and os.getuid() in {uids}, os.getuid()",
         # No capabilities at all in the effective, permitted or bounding-inherited sets.
         "caps = dict(l.split(':') for l in open('/proc/self/status') if l.startswith('Cap'))\n"
         "assert int(caps['CapEff'], 16) == 0 and int(caps['CapPrm'], 16) == 0",
@@ -262,3 +268,39 @@ def test_many_records_in_shared_mode_are_all_read(pool: ContainerPool) -> None:
     result = run(pool, tests, timeout_s=0.5, isolation=Isolation.SHARED)
     assert result.statuses == [FAILED] * 1000
     assert result.details[-1] == "AssertionError: " + "x" * 150
+
+
+def test_an_oom_kill_in_one_test_is_not_blamed_on_a_later_one(pool: ContainerPool) -> None:
+    # The first test's forked hogs (3 x ~190 MB in a 256 MB box) get OOM-killed, yet the
+    # test itself passes; the second dies by a SIGKILL of its own, not for memory.
+    oom_in_children = dedent("""\
+        import os
+        hogs = []
+        for _ in range(3):
+            pid = os.fork()
+            if pid == 0:
+                hog = []
+                try:
+                    while True:
+                        hog.append(bytearray(1 << 24))
+                finally:  # a MemoryError must not reach the harness (it would record it)
+                    os._exit(1)
+            hogs.append(pid)
+        ends = [os.waitpid(pid, 0)[1] for pid in hogs]
+        assert any(os.WIFSIGNALED(end) and os.WTERMSIG(end) == 9 for end in ends), ends
+    """)
+    suicide = "import os\nos.kill(os.getpid(), 9)"
+    result = run(pool, [oom_in_children, suicide], timeout_s=5.0)
+    assert result.statuses == [PASSED, ERROR], result.details
+    assert result.details[1] == "killed by signal SIGKILL"
+
+
+@pytest.mark.parametrize("uid", ["0", "65534", "999", "abc", "-5", "4294967295"])
+def test_the_runner_refuses_an_unsafe_cell_uid(uid: str) -> None:
+    done = subprocess.run(
+        ["docker", "run", "--rm", "-i", "--network", "none", "-e", f"PAIRFORGE_CELL_UID={uid}",
+         SANDBOX_IMAGE],
+        input=b"", capture_output=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert b"PAIRFORGE_CELL_UID must be a uid in" in done.stderr

@@ -57,6 +57,8 @@ class FakeBackend:
         self.containers: list[FakeContainer] = []
         self.closed = False
         self.label_sweeps = 0
+        self.before_start: Callable[[], None] | None = None
+        """Called (outside any lock) as each container starts, to stall or interleave."""
         self._lock = threading.Lock()
 
     def factory(self, config: PoolConfig, pool_id: str) -> FakeBackend:
@@ -65,6 +67,8 @@ class FakeBackend:
     def start(self) -> FakeContainer:
         from sandbox.errors import SandboxUnavailable
 
+        if self.before_start is not None:
+            self.before_start()
         with self._lock:
             if self.fail_start and self.containers:
                 raise SandboxUnavailable("no more containers")

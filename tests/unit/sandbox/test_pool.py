@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -130,3 +131,72 @@ def test_no_tests_need_no_container() -> None:
     with make_pool(FakeBackend(never), workers=1) as pool:
         result = pool.run(ExecutionRequest(program="x = 1", tests=[]))
     assert result.statuses == []
+
+
+def test_a_retry_gets_what_is_left_of_the_budget() -> None:
+    budgets: list[float] = []
+
+    def lose_first_slowly(request: dict[str, Any]) -> list[str]:
+        budgets.append(request["budget_s"])
+        if len(budgets) == 1:
+            time.sleep(0.3)
+            raise ContainerLost("gone")
+        return by_prefix(request)
+
+    backend = FakeBackend(lose_first_slowly)
+    request = REQUEST.model_copy(update={"budget_s": 2.0})
+    with make_pool(backend, workers=1, retries=2) as pool:
+        result = pool.run(request)
+    assert result.statuses == EXPECTED
+    assert budgets[0] == 2.0
+    assert 1.0 < budgets[1] <= 2.0 - 0.3
+
+
+def test_no_retry_once_the_budget_is_spent() -> None:
+    calls: list[float] = []
+
+    def lose_slowly(request: dict[str, Any]) -> list[str]:
+        calls.append(request["budget_s"])
+        time.sleep(0.3)
+        raise ContainerLost("gone")
+
+    backend = FakeBackend(lose_slowly)
+    request = REQUEST.model_copy(update={"budget_s": 0.2})
+    with make_pool(backend, workers=1, retries=2) as pool:
+        result = pool.run(request)
+    assert calls == [0.2]
+    assert result.statuses == [CellStatus.SANDBOX_ERROR] * 3
+    assert result.details == ["not run: the time budget of 0.2 s ran out"] * 3
+    assert result.budget_exceeded
+    assert result.attempts == 1
+
+
+def test_a_container_started_while_closing_is_removed() -> None:
+    losses: list[int] = []
+
+    def lose_first(request: dict[str, Any]) -> list[str]:
+        if not losses:
+            losses.append(request["id"])
+            raise ContainerLost("gone")
+        return by_prefix(request)
+
+    backend = FakeBackend(lose_first)
+    pool = make_pool(backend, workers=1, retries=1)
+    pool.start()
+    starting, release = threading.Event(), threading.Event()
+
+    def stall() -> None:
+        starting.set()
+        release.wait(5)
+
+    backend.before_start = stall  # only the replacement stalls
+    results: list[Any] = []
+    caller = threading.Thread(target=lambda: results.append(pool.run(REQUEST)))
+    caller.start()
+    assert starting.wait(5)
+    pool.close()  # the replacement is still starting: the label sweep cannot see it
+    release.set()
+    caller.join(5)
+    assert [container.removed for container in backend.containers] == [True, True]
+    assert pool.live_containers() == []
+    assert results[0].statuses == [CellStatus.SANDBOX_ERROR] * 3

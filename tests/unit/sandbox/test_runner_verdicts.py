@@ -129,3 +129,44 @@ def test_the_runner_refuses_to_run_outside_its_container() -> None:
     )
     assert done.returncode == 2
     assert b"must be PID 1" in done.stderr
+
+
+def test_the_cell_uid_comes_from_the_host_or_defaults_to_the_image_user() -> None:
+    assert runner.cell_uid_from(None) == 10001
+    assert runner.cell_uid_from("1900000123") == 1_900_000_123
+    assert runner.cell_uid_from(str(runner.CELL_UID_MIN)) == runner.CELL_UID_MIN
+
+
+@pytest.mark.parametrize("value", ["0", "", "999", "65534", "65535", "-20000", "2147483647", "x1"])
+def test_an_unsafe_cell_uid_is_refused(value: str) -> None:
+    with pytest.raises(ValueError, match="PAIRFORGE_CELL_UID must be a uid in"):
+        runner.cell_uid_from(value)
+
+
+def counting_runner(monkeypatch: pytest.MonkeyPatch, counts: list[int]) -> runner.Runner:
+    """A Runner whose OOM-kill counter reads ``counts`` in turn (the first at start)."""
+    readings = iter(counts)
+    monkeypatch.setattr(runner.Runner, "_read_oom_kills", staticmethod(lambda: next(readings)))
+    return runner.Runner()
+
+
+def test_an_oom_kill_is_blamed_only_on_the_child_it_happened_in(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cells = counting_runner(monkeypatch, [0, 1, 1, 2])
+    # The counter rose during a child that recorded its result (a grandchild was killed)...
+    assert cells._outcomes([0], {0: ("passed", "")}, 0, False, False, 1.0) == [("passed", "")]
+    # ... so a later SIGKILL without a rise is not a memory kill ...
+    killed = cells._outcomes([0], {}, signal.SIGKILL, False, False, 1.0)
+    assert killed == [("error", "killed by signal SIGKILL")]
+    # ... and one during which it rose is.
+    oom = cells._outcomes([0], {}, signal.SIGKILL, False, False, 1.0)
+    assert oom == [("memory", "killed by the container's memory limit")]
+
+
+def test_an_oom_kill_during_a_timed_out_child_is_absorbed(monkeypatch: pytest.MonkeyPatch) -> None:
+    cells = counting_runner(monkeypatch, [0, 1, 1])
+    timed_out = cells._outcomes([0], {}, None, True, False, 1.0)
+    assert timed_out == [("timeout", "no result within the 1 s wall-clock limit")]
+    killed = cells._outcomes([0], {}, signal.SIGKILL, False, False, 1.0)
+    assert killed == [("error", "killed by signal SIGKILL")]
