@@ -170,6 +170,26 @@ class _Progress:
         if self.on_progress is not None:
             self.on_progress(snapshot)
 
+    def finish(self, counts: ManifestCounts, *, units_total: int, cells_per_s: float) -> None:
+        """Record success with the dataset's exact totals.
+
+        The stage counter is fed asynchronously and may lag the last rows; the manifest
+        holds the exact totals, and every problem went through every stage.
+        """
+        self.update(
+            state="succeeded",
+            units_done=units_total,
+            problems_sampled=counts.problems,
+            problems_executed=counts.problems,
+            problems_ranked=counts.problems,
+            candidates=counts.candidates,
+            cells=counts.cells,
+            pairs=counts.pairs,
+            skips=dict(counts.skips),
+            cells_per_s=cells_per_s,
+            finished_at=time.time(),
+        )
+
     def stop(self) -> None:
         self._stop.set()
         if self._thread.is_alive():
@@ -193,6 +213,38 @@ def _check_output(store: ShardStore, resume: bool) -> Manifest | None:
             "continue it, or choose another output.uri"
         )
     return None
+
+
+def _check_done_units(
+    store: ShardStore, units: dict[int, list[SourceRecord]], job_id: str
+) -> list[int]:
+    """Units already written by this very build; raises when the output holds another one.
+
+    A unit counts as done only if its problems shard holds this job's rows for exactly the
+    unit's problems, in input order. Anything else (another job id, a changed input, limit
+    or ``problems_per_unit``) would mix two builds, losing or duplicating rows on resume.
+    """
+    on_disk = store.done_units()
+    beyond = [u for u in on_disk if u not in units]
+    if beyond:
+        raise OutputLocationError(
+            f"{store.uri} holds shards of units {beyond[:5]}, beyond this input's "
+            f"{len(units)} units: the output belongs to a build of another input or layout; "
+            "choose another output.uri"
+        )
+    for unit in on_disk:
+        table = store.read_table("problems", unit, columns=["job_id", "problem_id"])
+        expected = [record.record.problem_id for record in units[unit]]
+        found = table.column("problem_id").to_pylist()
+        jobs = set(table.column("job_id").to_pylist())
+        if found != expected or jobs - {job_id}:
+            raise OutputLocationError(
+                f"{store.uri}: unit {unit} was written by job {sorted(jobs)} for problems "
+                f"{found[:3]}..., but this build is job {job_id!r} with problems "
+                f"{expected[:3]}...; resume only with the same spec, input and job id, or "
+                "choose another output.uri"
+            )
+    return on_disk
 
 
 def _counts_on_disk(store: ShardStore, units: Sequence[int]) -> ManifestCounts:
@@ -273,9 +325,13 @@ def run_build(
 ) -> BuildSummary:
     """Build the dataset a JobSpec describes and return what was written.
 
+    Once the output is known to be this build's, every failure leaves ``progress.json``
+    in state ``failed`` with the error, and no manifest.
+
     Raises:
-        ConfigError: the spec or the input is unusable (nothing is written).
-        OutputLocationError: the output holds another build and ``resume`` is off.
+        ConfigError: the spec or the input is unusable (no shard or manifest is written).
+        OutputLocationError: the output holds another build and ``resume`` is off, or
+            ``resume`` is on but the shards there are not this build's.
         InfrastructureError: the sandbox, the sampler or storage failed.
     """
     job_id = job_id or default_job_id(spec)
@@ -298,21 +354,22 @@ def run_build(
             cells_per_s=0.0,
         )
 
-    records = read_records(spec.source, spec.sampler.kind)  # validates all before any write
     started_wall = time.time()
     started = datetime.now(timezone.utc)
-    per_unit = spec.output.problems_per_unit
-    units = _units(records, per_unit)
-    removed = store.remove_temporaries()
-    if removed:
-        logger.info("removed %d temporary files of an interrupted build", removed)
-    done = set(store.done_units()) & set(units)
-    pending = [u for u in sorted(units) if u not in done]
-    on_disk = _counts_on_disk(store, sorted(done))
-    progress = _Progress(
-        store,
-        BuildProgress(
-            job_id=job_id,
+    # From here on every failure is reported in progress.json (the output is ours).
+    progress = _Progress(store, BuildProgress(job_id=job_id, started_at=started_wall), on_progress)
+    counter: object | None = None
+    try:
+        records = read_records(spec.source, spec.sampler.kind)  # validates all before any write
+        per_unit = spec.output.problems_per_unit
+        units = _units(records, per_unit)
+        removed = store.remove_temporaries()
+        if removed:
+            logger.info("removed %d temporary files of an interrupted build", removed)
+        done = set(_check_done_units(store, units, job_id))
+        pending = [u for u in sorted(units) if u not in done]
+        on_disk = _counts_on_disk(store, sorted(done))
+        progress.update(
             units_total=len(units),
             units_done=len(done),
             units_skipped=len(done),
@@ -324,11 +381,7 @@ def run_build(
             cells=on_disk.cells,
             pairs=on_disk.pairs,
             skips=dict(on_disk.skips),
-            started_at=started_wall,
-        ),
-        on_progress,
-    )
-    try:
+        )
         connect(address, sandbox_slots=spec.sandbox.max_workers)
         if pending and sandbox_slots_available() < 1:
             raise SandboxUnavailable(
@@ -364,19 +417,22 @@ def run_build(
         manifest = _write_manifest(store, spec, job_id, len(units), started)
     except BaseException as exc:
         progress.stop()
-        progress.update(
-            state="failed", error=str(exc) or type(exc).__name__, finished_at=time.time()
-        )
+        try:
+            progress.update(
+                state="failed", error=str(exc) or type(exc).__name__, finished_at=time.time()
+            )
+        except Exception:
+            # The original error says more than a failure to record it (often the same cause).
+            logger.exception("could not record the failure of job %s in progress.json", job_id)
         raise
+    finally:
+        if counter is not None:
+            ray.kill(counter)  # type: ignore[arg-type]
     progress.stop()
     wall = time.time() - started_wall
     run_cells = manifest.counts.cells - on_disk.cells
-    progress.update(
-        state="succeeded",
-        units_done=len(units),
-        cells=manifest.counts.cells,
-        cells_per_s=run_cells / max(wall, 1e-9),
-        finished_at=time.time(),
+    progress.finish(
+        manifest.counts, units_total=len(units), cells_per_s=run_cells / max(wall, 1e-9)
     )
     return BuildSummary(
         job_id=job_id,

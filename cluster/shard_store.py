@@ -114,8 +114,10 @@ class ShardStore:
             True for table in TABLES for _ in self._units(table)
         )
 
-    def read_table(self, table: str, unit: int) -> pa.Table:
-        return pq.read_table(self.path(shard_name(table, unit)), filesystem=self.fs)
+    def read_table(self, table: str, unit: int, columns: list[str] | None = None) -> pa.Table:
+        return pq.read_table(
+            self.path(shard_name(table, unit)), columns=columns, filesystem=self.fs
+        )
 
     def shard_info(self, table: str, unit: int) -> ShardInfo:
         """Rows, bytes and sha256 of one shard, read back from storage."""

@@ -63,15 +63,18 @@ def load_state(row: dict[str, Any]) -> ProblemState:
 
 
 def parse_row(row: dict[str, Any], *, problems_per_unit: int) -> dict[str, Any]:
-    """Sampled row → candidates. A problem whose samples all failed is marked, not dropped."""
+    """Sampled row → candidates.
+
+    A problem left without code samples, or (separate mode) whose test samples all failed,
+    is marked ``SAMPLER_ERROR``, not dropped nor passed off as a problem without tests.
+    Samples that failed beside successful ones are counted in ``parse_stats``.
+    """
     started = time.perf_counter()
     sampled = SampledRow.from_ray_row(row)
     index = sampled.index
     unit = index // problems_per_unit
-    has_samples = any(
-        completions for completions in (sampled.code_completions, sampled.completions)
-    )
-    if not has_samples:
+    tests_failed = sampled.test_completions == [] and bool(sampled.sampler_errors)
+    if not (sampled.code_completions or sampled.completions) or tests_failed:
         state = ProblemState(
             problem=sampled.problem,
             sampler_errors=sampled.sampler_errors,
@@ -81,6 +84,9 @@ def parse_row(row: dict[str, Any], *, problems_per_unit: int) -> dict[str, Any]:
         return _row(unit, index, state)
     replay: ReplayRow = sampled.replay_row()
     candidates = candidates_of(replay)
+    if sampled.sampler_errors:
+        stats = {**candidates.parse_stats, "sampler_errors": len(sampled.sampler_errors)}
+        candidates = candidates.model_copy(update={"parse_stats": stats})
     state = ProblemState(
         problem=sampled.problem,
         candidates=candidates,

@@ -17,7 +17,7 @@ from numpy.typing import NDArray
 from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.config import PairsConfig
-from pipeline.error_points import common_prefix_len, common_suffix_len, focus_spans
+from pipeline.error_points import focus_spans, prefix_mid_suffix
 from pipeline.errors import ContractViolation
 from pipeline.line_diff import codeflow_filter, line_diff, select_earlier_version
 from pipeline.records import (
@@ -165,8 +165,7 @@ def select_focused_pairs(
     for i in correct:
         for j in incorrect:
             a, b = texts[i], texts[j]
-            p = common_prefix_len(a, b)
-            common = p + common_suffix_len(a, b, min(len(a), len(b)) - p)
+            common = sum(prefix_mid_suffix(a, b))
             longest = max(len(a), len(b))
             diff = float(s_hat[i] - s_hat[j])
             if longest:

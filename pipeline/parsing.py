@@ -17,6 +17,8 @@ only compiled). Garbage never raises; whatever parsing drops or alters is counte
 - ``test_syntax_error``: an assert that does not compile.
 - ``test_trimmed``: an assert followed by more statements, cut to the assert alone.
 - ``test_over_limit``: a valid assert beyond the first ``max_tests_per_sample`` of a sample.
+- ``sampler_errors``: set by the build's parse stage (``cluster.stages``), not here:
+  samples the sampler failed to produce after its retries.
 
 A code that does not compile is kept: a syntax error is a real failure of that code, which
 the sandbox reports.
