@@ -26,14 +26,20 @@ import pyarrow.compute as pc
 import ray
 from pydantic import BaseModel, ConfigDict, Field
 
-from cluster.executor_actor import ExecutorUDF
+from cluster.executor_actor import ExecutorUDF, check_sandbox
 from cluster.runtime import SANDBOX_RESOURCE, connect, sandbox_slots_available
 from cluster.samplers import sample_dataset
 from cluster.shard_store import ShardStore
 from cluster.sources import SourceRecord, read_records
 from cluster.stages import outcome_of, parse_row, rank_row
 from pipeline.config import JobSpec
-from pipeline.errors import ConfigError, OutputLocationError, SandboxUnavailable
+from pipeline.errors import (
+    ConfigError,
+    ContractViolation,
+    OutputLocationError,
+    PairforgeError,
+    SandboxUnavailable,
+)
 from pipeline.manifest import MANIFEST_FILE, Manifest, ManifestCounts
 from pipeline.progress import PROGRESS_FILE, BuildProgress
 from pipeline.records import PairMethod, PreferencePair, ProblemOutcome
@@ -284,6 +290,17 @@ def _write_manifest(
     return manifest
 
 
+def _preflight(spec: JobSpec) -> None:
+    """Start one sandbox container on a sandbox node, so a missing image fails clearly."""
+    task = ray.remote(check_sandbox).options(num_cpus=0, resources={SANDBOX_RESOURCE: 1})
+    try:
+        ray.get(task.remote(spec.sandbox))
+    except ray.exceptions.RayTaskError as exc:
+        if isinstance(exc.cause, PairforgeError):
+            raise exc.cause from None
+        raise
+
+
 def _process_window(
     window: list[SourceRecord], spec: JobSpec, job_id: str, counter: object
 ) -> Iterator[tuple[int, int, ProblemOutcome, list[PreferencePair]]]:
@@ -388,6 +405,8 @@ def run_build(
                 f"no Ray node offers the `{SANDBOX_RESOURCE}` resource; start nodes that run "
                 f"Docker with `ray start ... --resources '{{\"{SANDBOX_RESOURCE}\": 2}}'`"
             )
+        if pending:
+            _preflight(spec)
         counter = _StageCounter.remote()  # type: ignore[attr-defined]
         progress.start(counter)
         totals = on_disk
@@ -396,6 +415,11 @@ def run_build(
             arrived: dict[int, list[tuple[int, ProblemOutcome, list[PreferencePair]]]]
             arrived = defaultdict(list)
             for unit, index, outcome, pairs in _process_window(window, spec, job_id, counter):
+                if any(seen == index for seen, _, _ in arrived[unit]):
+                    raise ContractViolation(
+                        f"problem #{index} ({outcome.problem_id!r}) came out of the pipeline "
+                        f"twice in unit {unit}; no shard was written for that unit"
+                    )
                 arrived[unit].append((index, outcome, pairs))
                 if len(arrived[unit]) < expected[unit]:
                     continue
@@ -413,6 +437,12 @@ def run_build(
                     candidates=totals.candidates,
                     pairs=totals.pairs,
                     skips=dict(totals.skips),
+                )
+            if arrived:
+                lost = {u: expected[u] - len(rows) for u, rows in sorted(arrived.items())}
+                raise ContractViolation(
+                    f"the pipeline lost problems of units {lost} (unit: rows missing); those "
+                    "units were not written, and a resumed build will redo them"
                 )
         manifest = _write_manifest(store, spec, job_id, len(units), started)
     except BaseException as exc:

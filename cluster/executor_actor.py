@@ -38,6 +38,23 @@ def pool_config(config: SandboxConfig, *, workers: int = 1, label: str = "") -> 
     )
 
 
+def check_sandbox(config: SandboxConfig) -> None:
+    """Start and close one warm container, as an executor would; raise if that fails.
+
+    Run as a Ray task on a sandbox node before a build: an executor failing in its
+    constructor reaches the driver as an ``ActorDiedError`` that keeps only a message,
+    while a task's error keeps its cause, so the build can say exactly what is missing.
+
+    Raises:
+        SandboxUnavailable: no Docker engine, no image, or the runner did not start.
+    """
+    try:
+        with ContainerPool(pool_config(config)):
+            pass
+    except SandboxError as exc:
+        raise SandboxUnavailable(f"the sandbox cannot start on this node: {exc}") from exc
+
+
 class ExecutorUDF:
     """A Ray Data callable class: candidates in, status matrices out.
 

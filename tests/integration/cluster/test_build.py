@@ -270,3 +270,18 @@ def test_malformed_row_is_named_and_nothing_is_written(tmp_path) -> None:
     assert "line 7" in err
     assert not (tmp_path / "out" / "manifest.json").exists()
     assert not list((tmp_path / "out").rglob("*.parquet"))
+
+
+def test_missing_sandbox_image_fails_fast_and_says_how_to_build_it(tmp_path) -> None:
+    data = quickstart_spec(tmp_path / "out").model_dump(mode="json")
+    data["sandbox"]["image"] = "pairforge-no-such-image:none"
+    job = tmp_path / "job.yaml"
+    job.write_text(yaml.safe_dump(data))
+    proc = _build_cli(job)
+    _, err = proc.communicate(timeout=180)
+    assert proc.returncode == 3, err[-2000:]
+    assert "pairforge image --tag pairforge-no-such-image:none" in err
+    progress = json.loads((tmp_path / "out" / "progress.json").read_text())
+    assert progress["state"] == "failed"
+    assert "does not exist" in progress["error"]
+    assert not (tmp_path / "out" / "manifest.json").exists()
