@@ -6,9 +6,11 @@ times. Its limit, per copy, is ``s_c = u / √m`` and ``s_t = v / √f`` where (
 leading singular vectors of ``W = diag(√m) · A · diag(√f)``: the symmetric form of the
 update (substitute ``y = √m ⊙ s_c``). So W's entries ``√(m_i f_j)`` are the edge weights.
 
-Computed with ``numpy.linalg.svd`` (LAPACK), not ``networkx.hits``: networkx needs scipy
-(not a dependency) and its ARPACK solver starts from a random vector, so its answer when
-σ₁ is repeated depends on the run. Here a repeated σ₁ is resolved the way the PageRank
+Computed with ``numpy.linalg.svd`` (LAPACK), not ``networkx.hits``. networkx's HITS is
+one ARPACK singular vector (and needs scipy): when σ₁ is repeated, as with two equally
+strong disconnected blocks, it returns one block and drops the other, even when started
+from the iteration's own start vector (tried: on A = I₂ it gives hubs (1, 0), where the
+update converges to (1, 1)). Here a repeated σ₁ is resolved the way the PageRank
 iteration resolves it: the all-ones start projected onto the top singular subspace.
 Pure numpy.
 """
