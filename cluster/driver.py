@@ -145,7 +145,12 @@ class _Progress:
 
     def _loop(self) -> None:
         while not self._stop.wait(1.0):
-            self.publish()
+            try:
+                self.publish()
+            except Exception:
+                # A storage hiccup must not end live progress for the rest of the build;
+                # the next tick (or the next finished unit) writes it again.
+                logger.warning("could not publish progress", exc_info=True)
 
     def update(self, **changes: object) -> None:
         with self._lock:
