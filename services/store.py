@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from pathlib import PurePath
 from typing import Any
 
 from sqlalchemy import (
@@ -23,15 +25,17 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    case,
     create_engine,
     event,
     func,
+    or_,
     select,
     update,
 )
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from pipeline.errors import OutputLocationError, PairforgeError, StorageError
 from pipeline.ports import JobState
@@ -50,7 +54,8 @@ class _JobRow(_Base):
     name: Mapped[str] = mapped_column(String(200), default="")
     state: Mapped[str] = mapped_column(String(16), index=True)
     spec_json: Mapped[str] = mapped_column(Text)
-    # Unique: two jobs writing one directory would interleave shards and manifests.
+    # Unique: two jobs writing one directory would interleave shards and manifests (a
+    # directory nested in another's is refused by ``JobStore.add``).
     output_dir: Mapped[str] = mapped_column(String(4096), unique=True)
     submission_id: Mapped[str] = mapped_column(String(80), default="")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
@@ -92,16 +97,29 @@ class StoredJob:
 
 
 class OutputInUse(OutputLocationError):
-    """Another job already writes to this output directory (HTTP 409)."""
+    """Another job's output directory is this one, is inside it or contains it (HTTP 409).
 
-    def __init__(self, output_dir: str, job_id: str | None) -> None:
+    Attributes:
+        output_dir: the directory asked for.
+        job_id: the job owning the overlapping directory, when known.
+        other_dir: that job's output directory, when known.
+    """
+
+    def __init__(self, output_dir: str, job_id: str | None, other_dir: str | None = None) -> None:
         owner = f"job {job_id}" if job_id else "another job"
+        if other_dir is None or other_dir == output_dir:
+            clash = f"output directory {output_dir} already belongs to {owner}"
+        elif PurePath(other_dir).is_relative_to(output_dir):
+            clash = f"output directory {output_dir} contains {other_dir}, the output of {owner}"
+        else:
+            clash = f"output directory {output_dir} is inside {other_dir}, the output of {owner}"
         super().__init__(
-            f"output directory {output_dir} already belongs to {owner}; choose another "
-            "output.uri, or resume that job with POST /jobs/{id}/resume"
+            f"{clash}; choose an output.uri that neither contains nor is inside another "
+            f"job's, or resume that job with POST /jobs/{job_id or '{id}'}/resume"
         )
         self.output_dir = output_dir
         self.job_id = job_id
+        self.other_dir = other_dir
 
 
 class JobChanged(PairforgeError):
@@ -190,6 +208,9 @@ class JobStore:
         if url.startswith("sqlite"):
             event.listen(self._engine, "connect", _sqlite_pragmas)
         self._sessions = sessionmaker(self._engine, expire_on_commit=False)
+        # The overlap check and the insert must not interleave with another add's in this
+        # process; the UNIQUE column still guards exact duplicates across processes.
+        self._add_lock = threading.Lock()
         try:
             _Base.metadata.create_all(self._engine)
         except SQLAlchemyError as exc:
@@ -204,8 +225,12 @@ class JobStore:
     def add(self, job: NewJob) -> StoredJob:
         """Insert a queued job.
 
+        ``job.output_dir`` must be absolute and resolved: it is compared with the other jobs'
+        directories component by component, whatever their state.
+
         Raises:
-            OutputInUse: another job already has this output directory.
+            OutputInUse: another job's output directory is this one, is inside it or
+                contains it.
         """
         now = utcnow()
         row = _JobRow(
@@ -220,18 +245,47 @@ class JobStore:
             updated_at=now,
         )
         try:
-            with self._sessions.begin() as session:
+            with self._add_lock, self._sessions.begin() as session:
+                clash = self._overlapping(session, job.output_dir)
+                if clash is not None:
+                    raise OutputInUse(job.output_dir, *clash)
                 session.add(row)
         except IntegrityError as exc:
-            raise OutputInUse(job.output_dir, self._owner_of(job.output_dir)) from exc
+            # Another process inserted the same directory between our check and insert.
+            raise OutputInUse(job.output_dir, *self._owner_of(job.output_dir)) from exc
         except SQLAlchemyError as exc:
             raise StorageError(f"cannot store job {job.id}: {exc}") from exc
         return _stored(row)
 
-    def _owner_of(self, output_dir: str) -> str | None:
-        with self._sessions() as session:
-            found = session.scalar(select(_JobRow.id).where(_JobRow.output_dir == output_dir))
-            return found
+    @staticmethod
+    def _overlapping(session: Session, output_dir: str) -> tuple[str, str] | None:
+        """Id and directory of a job whose output is, contains or is inside ``output_dir``."""
+        path = PurePath(output_dir)
+        ancestors_and_self = [str(path), *(str(p) for p in path.parents)]
+        # Descendants share the prefix up to a separator; substr, unlike LIKE, has no
+        # wildcards to escape (`_` and `%` are legal in directory names).
+        prefix = str(path).rstrip("/") + "/"
+        found = session.execute(
+            select(_JobRow.id, _JobRow.output_dir)
+            .where(
+                or_(
+                    _JobRow.output_dir.in_(ancestors_and_self),
+                    func.substr(_JobRow.output_dir, 1, len(prefix)) == prefix,
+                )
+            )
+            .order_by(_JobRow.created_at)
+            .limit(1)
+        ).first()
+        return None if found is None else (found[0], found[1])
+
+    def _owner_of(self, output_dir: str) -> tuple[str | None, str | None]:
+        try:
+            with self._sessions() as session:
+                return self._overlapping(session, output_dir) or (None, None)
+        except SQLAlchemyError as exc:
+            raise StorageError(
+                f"cannot look up which job owns output directory {output_dir}: {exc}"
+            ) from exc
 
     def get(self, job_id: str) -> StoredJob:
         try:
@@ -244,7 +298,7 @@ class JobStore:
             raise StorageError(f"cannot read job {job_id}: {exc}") from exc
 
     def update(self, job_id: str, *, read: StoredJob | None = None, **changes: Any) -> StoredJob:
-        """Change some columns (``state``, ``error``, ...) and bump ``updated_at``.
+        """Change some columns (``state``, ``error``, ...), and ``updated_at`` if one differs.
 
         With ``read``, the change is made only if the row still has the state, submission
         id and attempt count of that earlier read (one atomic ``UPDATE ... WHERE``), so a
@@ -266,12 +320,20 @@ class JobStore:
                 _JobRow.submission_id == read.submission_id,
                 _JobRow.attempts == read.attempts,
             )
+        # Decided inside the UPDATE (SET sees the old values), so a refresh that finds
+        # nothing new leaves "when the service last changed this record" alone.
+        differs = [getattr(_JobRow, name).is_distinct_from(v) for name, v in changes.items()]
+        updated_at = (
+            case((or_(*differs), utcnow()), else_=_JobRow.updated_at)
+            if differs
+            else _JobRow.updated_at
+        )
         try:
             with self._sessions.begin() as session:
                 # Core UPDATE on the session's connection: its result counts matched rows.
                 matched = (
                     session.connection()
-                    .execute(statement.values(**changes, updated_at=utcnow()))
+                    .execute(statement.values(**changes, updated_at=updated_at))
                     .rowcount
                 )
                 row = session.get(_JobRow, job_id)

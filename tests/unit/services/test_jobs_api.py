@@ -92,6 +92,21 @@ def test_ray_down_at_submit_is_503_and_job_can_resume(
     assert launcher.submitted[-1].submission_id == f"{job['id']}-r2"
 
 
+@pytest.mark.parametrize(("first", "second"), [("runs/a", "runs/a/shards"), ("runs/a/b", "runs/a")])
+def test_nested_output_is_refused_either_way(client: TestClient, first: str, second: str) -> None:
+    owner = _submit(client, spec(first))
+    answer = client.post("/jobs", json=spec(second))
+    assert answer.status_code == 409
+    assert owner["id"] in answer.json()["detail"]
+    assert owner["output_uri"] in answer.json()["detail"]
+    assert len(client.get("/jobs").json()["data"]) == 1
+
+
+def test_output_sharing_only_a_string_prefix_is_accepted(client: TestClient) -> None:
+    _submit(client, spec("runs/a"))
+    assert _submit(client, spec("runs/ab"))["state"] == "queued"
+
+
 # ---------------------------------------------------------------- refusals
 
 
@@ -236,6 +251,19 @@ def test_read_reports_ray_state_and_build_progress(
         "units_done": 1,
         "units_total": 2,
     }
+
+
+def test_reads_that_change_nothing_keep_updated_at(
+    client: TestClient, launcher: FakeLauncher
+) -> None:
+    job = _submit(client, spec())
+    launcher.set(job["id"], JobState.RUNNING)
+    _progress(job["output_uri"], problems_total=3, problems_sampled=1)
+    first = client.get(f"/jobs/{job['id']}").json()
+    assert first["updated_at"] > job["updated_at"]
+    assert client.get(f"/jobs/{job['id']}").json()["updated_at"] == first["updated_at"]
+    _progress(job["output_uri"], problems_total=3, problems_sampled=2)
+    assert client.get(f"/jobs/{job['id']}").json()["updated_at"] > first["updated_at"]
 
 
 def test_final_state_is_kept(client: TestClient, launcher: FakeLauncher) -> None:
