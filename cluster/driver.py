@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timezone
 from typing import cast
 
+import pyarrow as pa
 import pyarrow.compute as pc
 import ray
 from pydantic import BaseModel, ConfigDict, Field
@@ -258,24 +259,28 @@ def _check_done_units(
     return on_disk
 
 
+def _counts_of(table: pa.Table) -> ManifestCounts:
+    """Totals of one problems table; the manifest and live progress both count this way."""
+    skips: dict[str, int] = {}
+    for reason in table.column("skip_reason").to_pylist():
+        if reason is not None:
+            skips[reason] = skips.get(reason, 0) + 1
+    n_codes = pc.list_value_length(table.column("codes")).to_pylist()
+    n_tests = pc.list_value_length(table.column("tests")).to_pylist()
+    return ManifestCounts(
+        problems=table.num_rows,
+        candidates=sum(n_codes) + sum(n_tests),
+        cells=sum(c * t for c, t in zip(n_codes, n_tests, strict=True)),
+        pairs=int(pc.sum(table.column("pairs_emitted")).as_py() or 0),
+        skips=skips,
+    )
+
+
 def _counts_on_disk(store: ShardStore, units: Sequence[int]) -> ManifestCounts:
     """Totals of units already written, read back from their problems shards."""
     totals = ManifestCounts()
     for unit in units:
-        table = store.read_table("problems", unit)
-        skips: dict[str, int] = {}
-        for reason in table.column("skip_reason").to_pylist():
-            if reason is not None:
-                skips[reason] = skips.get(reason, 0) + 1
-        n_codes = pc.list_value_length(table.column("codes")).to_pylist()
-        n_tests = pc.list_value_length(table.column("tests")).to_pylist()
-        totals = totals + ManifestCounts(
-            problems=table.num_rows,
-            candidates=sum(n_codes) + sum(n_tests),
-            cells=sum(c * t for c, t in zip(n_codes, n_tests, strict=True)),
-            pairs=int(pc.sum(table.column("pairs_emitted")).as_py() or 0),
-            skips=skips,
-        )
+        totals = totals + _counts_of(store.read_table("problems", unit))
     return totals
 
 
@@ -430,13 +435,13 @@ def run_build(
                     continue
                 # Input order inside a shard, whatever order the rows finished in.
                 rows = sorted(arrived.pop(unit), key=lambda r: r[0])
-                outcomes = [outcome for _, outcome, _ in rows]
+                problems = problems_table([outcome for _, outcome, _ in rows])
                 store.write_unit(
                     unit,
                     pairs_table([pair for _, _, unit_pairs in rows for pair in unit_pairs]),
-                    problems_table(outcomes),
+                    problems,
                 )
-                totals = totals + ManifestCounts.of(outcomes)
+                totals = totals + _counts_of(problems)
                 progress.update(
                     units_done=progress.progress.units_done + 1,
                     candidates=totals.candidates,
