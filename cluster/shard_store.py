@@ -76,9 +76,6 @@ class ShardStore:
             raise StorageError(f"could not write {final}: {exc}") from exc
 
     # ------------------------------------------------------------------ units
-    def unit_done(self, unit: int) -> bool:
-        return self._exists(shard_name("problems", unit))
-
     def done_units(self) -> list[int]:
         return sorted(self._units("problems"))
 

@@ -181,28 +181,6 @@ def _iter_decoded(config: SourceConfig) -> Iterator[tuple[int, Any]]:
             return
 
 
-def iter_source_rows(config: SourceConfig) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Raw rows of the source, ``(line, row)``, streamed, at most ``config.limit`` of them.
-
-    Blank JSONL lines are skipped (they do not count toward ``limit``). Rows are not
-    validated against the record models; use ``read_records`` for that.
-
-    Raises:
-        InputFormatError: the file is missing, unreadable, of an unknown format, or a line
-            is not a JSON object (the error names the file and line).
-    """
-    for line, row in _iter_decoded(config):
-        if isinstance(row, _Malformed):
-            raise InputFormatError(row.reason, source=config.path, line=line)
-        if not isinstance(row, dict):
-            raise InputFormatError(
-                f"expected a JSON object per line, got {type(row).__name__}",
-                source=config.path,
-                line=line,
-            )
-        yield line, row
-
-
 def describe_validation_error(exc: ValidationError) -> str:
     """One line per invalid field of a row: ``code_completions: unknown field``."""
     parts = []
@@ -287,11 +265,3 @@ def read_source(config: SourceConfig, kind: SamplerKind) -> ray.data.Dataset:
 
     records = read_records(config, kind)
     return ray.data.from_items([r.to_ray_row() for r in records])
-
-
-def record_from_ray_row(row: Mapping[str, Any], kind: SamplerKind) -> Problem | ReplayRow:
-    """Decode the ``record`` column of a source row back into its model."""
-    text = row["record"]
-    if kind is SamplerKind.REPLAY:
-        return ReplayRow.model_validate_json(text)
-    return Problem.model_validate_json(text)

@@ -19,7 +19,7 @@ def tables() -> tuple[pa.Table, pa.Table]:
 @pytest.mark.parametrize("as_uri", [False, True], ids=["path", "file-uri"])
 def test_unit_is_done_only_once_its_problems_shard_is_in_place(tmp_path, as_uri) -> None:
     store = ShardStore(f"file://{tmp_path}" if as_uri else str(tmp_path))
-    assert not store.unit_done(0) and not store.has_output()
+    assert store.done_units() == [] and not store.has_output()
     pairs, problems = tables()
     store.write_unit(0, pairs, problems)
     store.write_unit(2, pairs, problems)

@@ -15,10 +15,8 @@ from cluster.sources import (
     MAX_LISTED_ERRORS,
     SOURCE_COLUMNS,
     SourceRecord,
-    iter_source_rows,
     read_records,
     read_source,
-    record_from_ray_row,
 )
 from pipeline.config import SamplerKind, SourceConfig
 from pipeline.errors import InputFormatError
@@ -179,15 +177,8 @@ def test_limit_reads_and_validates_only_the_first_rows(tmp_path):
     path = _jsonl(tmp_path / "p.jsonl", [*PROBLEMS[:2], "garbage"])
     records = read_records(SourceConfig(path=str(path), limit=2), SamplerKind.OPENAI)
     assert [r.record.problem_id for r in records] == ["A", "B"]
-    assert [line for line, _ in iter_source_rows(SourceConfig(path=str(path), limit=1))] == [1]
-
-
-def test_iter_source_rows_streams_raw_rows_and_stops_at_a_bad_line(tmp_path):
-    path = _jsonl(tmp_path / "p.jsonl", [PROBLEMS[0], "[1, 2]"])
-    rows = iter_source_rows(SourceConfig(path=str(path)))
-    assert next(rows) == (1, PROBLEMS[0])
-    with pytest.raises(InputFormatError, match=r"p.jsonl:2: expected a JSON object"):
-        next(rows)
+    one = read_records(SourceConfig(path=str(path), limit=1), SamplerKind.OPENAI)
+    assert [r.line for r in one] == [1]
 
 
 @requires_shared_data
@@ -212,7 +203,8 @@ def test_read_source_builds_a_ray_dataset_of_validated_rows(tmp_path, ray_local)
         (1, 2, "B"),
         (2, 3, "C"),
     ]
-    decoded = [record_from_ray_row(r, SamplerKind.OPENAI) for r in rows]
+    # Decoded the way the live samplers decode it.
+    decoded = [Problem.model_validate_json(r["record"]) for r in rows]
     assert decoded == [Problem.model_validate(p) for p in PROBLEMS]
     # metadata comes back exactly: no keys added by Arrow, no int turned into float
     assert decoded[1].metadata == {"n": 1}
