@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from pipeline.errors import JobSpecError
 from pipeline.records import PairMethod
+from pipeline.validation_errors import describe_validation_errors
 
 
 class _Section(BaseModel):
@@ -208,19 +209,6 @@ class JobSpec(_Section):
     handoff: HandoffConfig | None = Field(default=None, description="Optional training hand-off.")
 
 
-def _describe(error: Mapping[str, Any]) -> str:
-    where = ".".join(str(p) for p in error.get("loc", ())) or "(spec)"
-    seen = error.get("input")
-    seen_text = repr(seen)
-    if len(seen_text) > 80:
-        seen_text = seen_text[:77] + "..."
-    if error.get("type") == "extra_forbidden":
-        return f"{where}: unknown field (not part of the JobSpec)"
-    if error.get("type") == "missing":
-        return f"{where}: required field is missing"
-    return f"{where}: {error.get('msg', 'invalid')} (got {seen_text})"
-
-
 def parse_job_spec(data: object) -> JobSpec:
     """Validate a decoded JobSpec (a mapping), raising ``JobSpecError`` naming each bad field."""
     if not isinstance(data, Mapping):
@@ -231,7 +219,7 @@ def parse_job_spec(data: object) -> JobSpec:
     try:
         return JobSpec.model_validate(data)
     except ValidationError as exc:
-        problems = [_describe(e) for e in exc.errors()]
+        problems = describe_validation_errors(exc)
         raise JobSpecError("invalid JobSpec:\n  " + "\n  ".join(problems), problems) from exc
 
 
