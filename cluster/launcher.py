@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 from ray.exceptions import RayError
 from ray.job_submission import JobStatus, JobSubmissionClient
 
-from pipeline.errors import InfrastructureError
+from pipeline.errors import ClusterUnavailable
 from pipeline.ports import JobState, RemoteStatus
 
 logger = logging.getLogger(__name__)
@@ -44,10 +44,6 @@ _STATES = {
 _NOT_FOUND = re.compile(r"status code 404\b")
 
 T = TypeVar("T")
-
-
-class ClusterUnavailable(InfrastructureError):
-    """The Ray cluster's job API could not be reached or refused the request."""
 
 
 def default_build_command() -> list[str]:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import httpx
 
-from cluster.launcher import ClusterUnavailable
+from pipeline.errors import ClusterUnavailable
 
 logger = logging.getLogger(__name__)
 

@@ -11,6 +11,7 @@ errors onto these at their boundary with ``raise ... from exc``::
     ├── InfrastructureError         something we depend on is down: retrying later may help
     │   ├── SandboxUnavailable      no Docker engine, image or healthy container
     │   ├── SamplerUnavailable      a model endpoint or engine failed after its retries
+    │   ├── ClusterUnavailable      the Ray cluster or its job API cannot be reached
     │   └── StorageError            reading or writing shards or the manifest failed
     └── ContractViolation           data broke a documented invariant: a bug, not bad input
 
@@ -71,6 +72,10 @@ class SandboxUnavailable(InfrastructureError):
 
 class SamplerUnavailable(InfrastructureError):
     """A model endpoint or engine kept failing after its retries."""
+
+
+class ClusterUnavailable(InfrastructureError):
+    """The Ray cluster, or its job API, could not be reached or refused the request."""
 
 
 class StorageError(InfrastructureError):

@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from cluster.launcher import ClusterUnavailable, RayJobLauncher
+from cluster.launcher import RayJobLauncher
+from pipeline.errors import ClusterUnavailable
 from pipeline.ports import JobState
 from tests.integration.services.conftest import free_port
 
