@@ -8,17 +8,21 @@ errors onto these at their boundary with ``raise ... from exc``::
     │   ├── JobSpecError            a JobSpec field is unknown, missing or of the wrong type
     │   ├── InputFormatError        an input row or file is malformed (names source and line)
     │   └── OutputLocationError     an output location is not allowed
+    │       └── OutputInUse         another job's output is, contains or is inside this one
     ├── InfrastructureError         something we depend on is down: retrying later may help
     │   ├── SandboxUnavailable      no Docker engine, image or healthy container
     │   ├── SamplerUnavailable      a model endpoint or engine failed after its retries
     │   ├── ClusterUnavailable      the Ray cluster or its job API cannot be reached
     │   └── StorageError            reading or writing shards or the manifest failed
+    ├── JobChanged                  a job is not (or no longer) in the state a request needs
     └── ContractViolation           data broke a documented invariant: a bug, not bad input
 
 Messages say what was expected, what was seen, and what to do.
 """
 
 from __future__ import annotations
+
+from pathlib import PurePath
 
 
 class PairforgeError(Exception):
@@ -60,6 +64,45 @@ class InputFormatError(ConfigError):
 
 class OutputLocationError(ConfigError):
     """An output location escapes its allowed root or cannot be used."""
+
+
+class OutputInUse(OutputLocationError):
+    """Another job's output directory is this one, is inside it or contains it.
+
+    Attributes:
+        output_dir: the directory asked for.
+        job_id: the job owning the overlapping directory, when known.
+        other_dir: that job's output directory, when known.
+    """
+
+    def __init__(self, output_dir: str, job_id: str | None, other_dir: str | None = None) -> None:
+        owner = f"job {job_id}" if job_id else "another job"
+        if other_dir is None or other_dir == output_dir:
+            clash = f"output directory {output_dir} already belongs to {owner}"
+        elif PurePath(other_dir).is_relative_to(output_dir):
+            clash = f"output directory {output_dir} contains {other_dir}, the output of {owner}"
+        else:
+            clash = f"output directory {output_dir} is inside {other_dir}, the output of {owner}"
+        super().__init__(
+            f"{clash}; choose an output.uri that neither contains nor is inside another "
+            f"job's, or resume that job with POST /jobs/{job_id or '{id}'}/resume"
+        )
+        self.output_dir = output_dir
+        self.job_id = job_id
+        self.other_dir = other_dir
+
+
+class JobChanged(PairforgeError):
+    """A job is not in the state a request needs: its state forbids the change (resuming a
+    running job), or another request changed it after this one read it.
+
+    Attributes:
+        job_id: the job concerned.
+    """
+
+    def __init__(self, message: str, *, job_id: str) -> None:
+        super().__init__(message)
+        self.job_id = job_id
 
 
 class InfrastructureError(PairforgeError):

@@ -37,7 +37,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
-from pipeline.errors import OutputLocationError, PairforgeError, StorageError
+from pipeline.errors import JobChanged, OutputInUse, StorageError
 from pipeline.ports import JobState
 
 logger = logging.getLogger(__name__)
@@ -94,47 +94,6 @@ class StoredJob:
     updated_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
-
-
-class OutputInUse(OutputLocationError):
-    """Another job's output directory is this one, is inside it or contains it (HTTP 409).
-
-    Attributes:
-        output_dir: the directory asked for.
-        job_id: the job owning the overlapping directory, when known.
-        other_dir: that job's output directory, when known.
-    """
-
-    def __init__(self, output_dir: str, job_id: str | None, other_dir: str | None = None) -> None:
-        owner = f"job {job_id}" if job_id else "another job"
-        if other_dir is None or other_dir == output_dir:
-            clash = f"output directory {output_dir} already belongs to {owner}"
-        elif PurePath(other_dir).is_relative_to(output_dir):
-            clash = f"output directory {output_dir} contains {other_dir}, the output of {owner}"
-        else:
-            clash = f"output directory {output_dir} is inside {other_dir}, the output of {owner}"
-        super().__init__(
-            f"{clash}; choose an output.uri that neither contains nor is inside another "
-            f"job's, or resume that job with POST /jobs/{job_id or '{id}'}/resume"
-        )
-        self.output_dir = output_dir
-        self.job_id = job_id
-        self.other_dir = other_dir
-
-
-class JobChanged(PairforgeError):
-    """A job's row changed after the caller read it, so a conditional update did nothing.
-
-    Attributes:
-        current: the job as it is stored now.
-    """
-
-    def __init__(self, current: StoredJob) -> None:
-        super().__init__(
-            f"job {current.id} changed meanwhile: it is now {current.state.value} "
-            f"(run {current.submission_id or 'none'}, attempt {current.attempts})"
-        )
-        self.current = current
 
 
 _UPDATABLE = frozenset(
@@ -340,7 +299,12 @@ class JobStore:
                 if row is None:
                     raise KeyError(job_id)
                 if not matched:
-                    raise JobChanged(_stored(row))
+                    now = _stored(row)
+                    raise JobChanged(
+                        f"job {job_id} changed meanwhile: it is now {now.state.value} "
+                        f"(run {now.submission_id or 'none'}, attempt {now.attempts})",
+                        job_id=job_id,
+                    )
                 return _stored(row)
         except SQLAlchemyError as exc:
             raise StorageError(f"cannot update job {job_id}: {exc}") from exc

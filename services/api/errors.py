@@ -15,9 +15,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from pipeline.errors import ConfigError, InfrastructureError, JobSpecError, PairforgeError
+from pipeline.errors import (
+    ConfigError,
+    InfrastructureError,
+    JobSpecError,
+    OutputInUse,
+    PairforgeError,
+)
 from services.api.schemas import ErrorBody
-from services.store import OutputInUse
 
 logger = logging.getLogger(__name__)
 

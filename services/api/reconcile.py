@@ -19,11 +19,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from pipeline.errors import InfrastructureError
+from pipeline.errors import InfrastructureError, JobChanged
 from pipeline.manifest import MANIFEST_FILE
 from pipeline.ports import JobLauncher, JobState
 from pipeline.progress import PROGRESS_FILE, BuildProgress
-from services.store import JobChanged, JobStore, StoredJob, utcnow
+from services.store import JobStore, StoredJob, utcnow
 
 logger = logging.getLogger(__name__)
 
@@ -113,9 +113,9 @@ class Reconciler:
                 self._last.pop(job.id, None)
         try:
             updated = self._store.update(job.id, read=job, **changes)
-        except JobChanged as exc:
+        except JobChanged:
             # Cancelled or resumed while Ray was asked: what Ray said is about the old read.
-            return exc.current
+            return self._store.get(job.id)
         if state is not job.state:
             logger.info("job %s: %s -> %s", job.id, job.state.value, state.value)
         return updated

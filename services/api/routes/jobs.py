@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query
 
-from pipeline.errors import InfrastructureError, StorageError
+from pipeline.errors import InfrastructureError, JobChanged, StorageError
 from pipeline.manifest import MANIFEST_FILE
 from pipeline.ports import JobLauncher, JobState
 from pipeline.progress import BuildProgress
@@ -21,7 +21,7 @@ from services.api.deps import LauncherDep, StateDep, StoreDep, json_body, requir
 from services.api.reconcile import Reconciler, read_manifest
 from services.api.schemas import ErrorBody, JobCounts, JobPublic, JobsPublic, StageProgress
 from services.api.submission import parse_submission
-from services.store import JobChanged, JobStore, NewJob, StoredJob, utcnow
+from services.store import JobStore, NewJob, StoredJob, utcnow
 
 SPEC_FILE = "job.json"
 """Name of the JobSpec the service writes into each job's output directory."""
@@ -248,9 +248,9 @@ def _mark_cancelled(store: JobStore, job: StoredJob) -> StoredJob:
             return store.update(
                 job.id, read=job, state=JobState.CANCELLED, error=None, finished_at=utcnow()
             )
-        except JobChanged as exc:
+        except JobChanged:
             # A read moved it on (queued -> running) or ended it; decide on what is stored.
-            job = exc.current
+            job = store.get(job.id)
     return job
 
 

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from sqlalchemy import event
 
-from pipeline.errors import StorageError
+from pipeline.errors import OutputInUse, StorageError
 from pipeline.ports import JobState
-from services.store import JobStore, NewJob, OutputInUse
+from services.store import JobStore, NewJob
 
 
 @pytest.fixture
