@@ -56,6 +56,9 @@ taken for a keyword, plus a closing code fence. On the 8,200 code completions of
 ``dev-k100`` split this cuts every completion at exactly the same place as CodeT's tokens.
 """
 
+MAX_TESTS_PER_SAMPLE = 5
+"""Asserts kept from one test sample: CodeT's ``--test_case_limit`` (ALGORITHMS.md §3.2)."""
+
 TEST_STOP_TOKENS: tuple[str, ...] = ("\nclass", "\ndef", "\n#", "\nif", "\nprint")
 """CodeT's stop tokens for a single assert (``src/postprocess.py``), kept verbatim."""
 
@@ -207,20 +210,19 @@ def _first_statement(candidate: str) -> str | None:
     return candidate
 
 
-def _single_assert(candidate: str, drops: Counter[str]) -> str | None:
+def _single_assert(candidate: str) -> str | None:
     """``candidate`` if it compiles as one statement; else its first statement if that does."""
     count = _statement_count(candidate)
     if count == 1:
         return candidate
     first = _first_statement(candidate)
     if first is not None and first != candidate and _statement_count(first) == 1:
-        drops["test_trimmed"] += 1
         return first
     return None
 
 
 def split_asserts(
-    text: str, entry_point: str | None, *, limit: int = 5
+    text: str, entry_point: str | None, *, limit: int = MAX_TESTS_PER_SAMPLE
 ) -> tuple[list[str], Counter[str]]:
     """Split test text into single, compilable assert statements (ALGORITHMS.md §3.2).
 
@@ -237,19 +239,21 @@ def split_asserts(
     5. keep the first ``limit`` of them.
 
     Two additions, so that test files from joint answers yield standalone asserts: the
-    entry point must still appear after step 3, and a candidate that holds more than one
-    statement (the next lines of a ``def test():`` body, a trailing ``test()`` call or import)
-    is cut to its first statement, which is kept if it compiles alone. Stripping in step 2
-    already dedents an assert indented inside a function. On the shared ``dev-k100`` split
-    the first addition drops nothing; the second cuts trailing code such as ``import torch``
-    (which would make the test error for every code) off 25 kept asserts and rescues 2 more,
-    so extraction gives 55.33 asserts per task (CodeT's rules alone: 55.30) and 50.48
-    unique ones (50.52).
+    entry point must still appear after step 3 and after any trimming, and a candidate that
+    holds more than one statement (the next lines of a ``def test():`` body, a trailing
+    ``test()`` call or import) is cut to its first statement, which is kept if it compiles
+    alone. Stripping in step 2 already dedents an assert indented inside a function. On the
+    shared ``dev-k100`` split trimming cuts trailing code such as ``import torch`` (which
+    would make the test error for every code) off kept asserts, and the entry-point check
+    after it drops the 2 blanks (``assert _____``) whose name match was in the cut-off
+    ``from __future__ import ...``; extraction gives 55.30 asserts per task, as CodeT's rules
+    alone, and 50.45 unique ones (CodeT: 50.52; trimming merges asserts that differed only
+    in what was cut).
 
     Args:
         text: test text: a stored test completion, or a test file.
         entry_point: name the asserts must mention; None keeps every assert.
-        limit: asserts kept at most (CodeT's ``--test_case_limit``, default 5).
+        limit: asserts kept at most (CodeT's ``--test_case_limit``).
 
     Returns:
         The kept asserts in order, and a counter of drop reasons (``test_empty``,
@@ -276,10 +280,16 @@ def split_asserts(
         if name not in candidate:
             drops["test_no_entry_point"] += 1
             continue
-        single = _single_assert(candidate, drops)
+        single = _single_assert(candidate)
         if single is None:
             drops["test_syntax_error"] += 1
-        elif len(kept) >= limit:
+            continue
+        if name not in single:  # the name was only in the statements trimming cut off
+            drops["test_no_entry_point"] += 1
+            continue
+        if single != candidate:
+            drops["test_trimmed"] += 1
+        if len(kept) >= limit:
             drops["test_over_limit"] += 1
         else:
             kept.append(single)
@@ -368,7 +378,7 @@ def parse_candidates(
     code_completions: Sequence[str],
     test_completions: Sequence[str],
     *,
-    max_tests_per_sample: int = 5,
+    max_tests_per_sample: int = MAX_TESTS_PER_SAMPLE,
     max_completion_chars: int = 100_000,
 ) -> Candidates:
     """Candidates from separately sampled codes and tests (CodeT style).
@@ -420,7 +430,7 @@ def parse_joint(
     problem: Problem,
     completions: Sequence[str],
     *,
-    max_tests_per_sample: int = 5,
+    max_tests_per_sample: int = MAX_TESTS_PER_SAMPLE,
     max_completion_chars: int = 100_000,
 ) -> Candidates:
     """Candidates from joint completions, each holding a code and its tests.
@@ -466,7 +476,9 @@ def parse_joint(
     return collector.candidates(problem.problem_id)
 
 
-def parse_replay_row(row: ReplayRow, *, max_tests_per_sample: int = 5) -> Candidates:
+def parse_replay_row(
+    row: ReplayRow, *, max_tests_per_sample: int = MAX_TESTS_PER_SAMPLE
+) -> Candidates:
     """Candidates of a replay row: separate sampling if it has code and test completions,
     else joint completions. A row with both uses the separate ones."""
     problem = row.problem()

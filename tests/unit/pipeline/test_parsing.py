@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.parsing import (
+    MAX_TESTS_PER_SAMPLE,
     STOP_SEQUENCES,
     extract_fenced_code,
     parse_candidates,
@@ -142,6 +143,13 @@ def test_split_limit_per_call() -> None:
     assert drops == {"test_over_limit": 2, "test_syntax_error": 1}
 
 
+def test_split_default_limit_is_the_shared_constant() -> None:
+    text = "".join(f"assert add({i}, 0) == {i}\n" for i in range(MAX_TESTS_PER_SAMPLE + 2))
+    asserts, drops = split_asserts(text, "add")
+    assert len(asserts) == MAX_TESTS_PER_SAMPLE
+    assert drops == {"test_over_limit": 2}
+
+
 @pytest.mark.parametrize("stop", ["\nclass X:", "\ndef g():", "\n# done", "\nif x:", "\nprint(1)"])
 def test_split_truncates_at_codet_stop_tokens(stop: str) -> None:
     asserts, _ = split_asserts(f"assert add(1, 2) == 3{stop}\n    pass", "add")
@@ -151,6 +159,14 @@ def test_split_truncates_at_codet_stop_tokens(stop: str) -> None:
 def test_split_entry_point_only_after_stop_is_dropped() -> None:
     # CodeT checks the entry point before cutting; we also check after.
     asserts, drops = split_asserts("assert 1 == 1\n# add(1, 2)", "add")
+    assert (asserts, drops) == ([], {"test_no_entry_point": 1})
+
+
+def test_split_entry_point_only_in_trimmed_statement_is_dropped() -> None:
+    # The name appears only in the statement that trimming cuts off ("f" in "from"):
+    # what is kept must mention the entry point itself.
+    text = "assert _____\n\nfrom __future__ import division\n"
+    asserts, drops = split_asserts(text, "f")
     assert (asserts, drops) == ([], {"test_no_entry_point": 1})
 
 
