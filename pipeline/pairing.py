@@ -20,13 +20,16 @@ from pipeline.config import PairsConfig
 from pipeline.error_points import focus_spans, prefix_mid_suffix
 from pipeline.errors import ContractViolation
 from pipeline.line_diff import codeflow_filter, line_diff, select_earlier_version
+from pipeline.ranking.base import cells_with
 from pipeline.records import (
     Candidates,
+    CellStatus,
     GenerationInfo,
     PairMethod,
     PreferencePair,
     RankingResult,
     SkipReason,
+    StatusMatrix,
 )
 from pipeline.seeding import derive_seed
 
@@ -55,7 +58,15 @@ class PairSelection(BaseModel):
     correct: list[int] = Field(
         default_factory=list, description="C+: codes passing every ground-truth test."
     )
-    incorrect: list[int] = Field(default_factory=list, description="C-: the other codes.")
+    incorrect: list[int] = Field(
+        default_factory=list,
+        description="C-: codes with an observed failure (not a sandbox_error) on a test of T*.",
+    )
+    undetermined: list[int] = Field(
+        default_factory=list,
+        description="Codes in neither set: no observed failure on T*, but a sandbox_error "
+        "cell where a pass was needed, so nothing says whether they are correct.",
+    )
 
 
 def normalised_scores(scores: Sequence[float]) -> NDArray[np.float64]:
@@ -70,13 +81,21 @@ def normalised_scores(scores: Sequence[float]) -> NDArray[np.float64]:
 
 
 def _check_shapes(
-    candidates: Candidates, passed: NDArray[np.bool_], ranking: RankingResult
+    candidates: Candidates,
+    passed: NDArray[np.bool_],
+    unknown: NDArray[np.bool_],
+    ranking: RankingResult,
 ) -> None:
     expected = (len(candidates.codes), len(candidates.tests))
     if passed.shape != expected:
         raise ContractViolation(
             f"pass matrix of problem {candidates.problem_id!r} should be codes x tests = "
             f"{expected}, got shape {passed.shape}"
+        )
+    if unknown.shape != expected:
+        raise ContractViolation(
+            f"status matrix of problem {candidates.problem_id!r} should be codes x tests = "
+            f"{expected}, got shape {unknown.shape}"
         )
     if len(ranking.code_scores) != expected[0] or sorted(ranking.order) != list(range(expected[0])):
         raise ContractViolation(
@@ -95,12 +114,16 @@ def select_focused_pairs(
     job_id: str,
     prompt: str,
     generation: GenerationInfo,
+    status: StatusMatrix | None = None,
 ) -> PairSelection:
     """Focused-DPO pairs of one problem (ALGORITHMS.md §1.5, §1.7).
 
     c* = ``ranking.order[0]``; T* = tests c* passes (at least
-    ``config.min_ground_truth_tests``); C+ = codes passing all of T*; C- = the rest. Every
-    (i, j) in C+ x C- is scored
+    ``config.min_ground_truth_tests``); C+ = codes passing all of T*; C- = codes with an
+    observed failure on T*. A ``sandbox_error`` cell is infrastructure trouble, never a
+    failure of the code: a code whose only misses on T* are such cells is in neither set
+    (``undetermined``), so it is neither rejected nor vouched for. Every (i, j) in
+    C+ x C- is scored
 
         Diff(i, j) = (ŝ_i - ŝ_j) + λ·(|prefix_ij| + |suffix_ij|) / max(len c_i, len c_j)
 
@@ -119,9 +142,11 @@ def select_focused_pairs(
         job_id: job the pairs belong to.
         prompt: prompt text stored with each pair.
         generation: provenance of the samples.
+        status: the status matrix ``passed`` was built from; its ``sandbox_error`` cells
+            are told apart from failures. None: every cell was executed.
 
     Raises:
-        ContractViolation: the matrix or the ranking does not match the candidates.
+        ContractViolation: a matrix or the ranking does not match the candidates.
     """
     n_codes, n_tests = len(candidates.codes), len(candidates.tests)
     if n_codes == 0:
@@ -129,16 +154,22 @@ def select_focused_pairs(
     if n_tests == 0:
         return PairSelection(skip_reason=SkipReason.NO_TESTS)
     passed = np.asarray(passed, dtype=np.bool_)
-    _check_shapes(candidates, passed, ranking)
+    unknown = (
+        np.zeros(passed.shape, dtype=np.bool_)
+        if status is None
+        else cells_with(status, CellStatus.SANDBOX_ERROR)
+    )
+    _check_shapes(candidates, passed, unknown, ranking)
     if not passed.any():
         return PairSelection(skip_reason=SkipReason.ALL_FAIL)
-    if passed.all():
+    if (passed | unknown).all():
         return PairSelection(skip_reason=SkipReason.ALL_PASS)
 
     top = ranking.order[0]
     truth = np.flatnonzero(passed[top])
     correct: list[int] = []
     incorrect: list[int] = []
+    undetermined: list[int] = []
 
     def outcome(pairs: list[PreferencePair], skip: SkipReason | None) -> PairSelection:
         return PairSelection(
@@ -148,13 +179,16 @@ def select_focused_pairs(
             ground_truth_tests=truth.tolist(),
             correct=correct,
             incorrect=incorrect,
+            undetermined=undetermined,
         )
 
     if truth.size < config.min_ground_truth_tests:
         return outcome([], SkipReason.NO_GROUND_TRUTH)
     is_correct = passed[:, truth].all(axis=1)
+    failed_one = (~passed[:, truth] & ~unknown[:, truth]).any(axis=1)
     correct = np.flatnonzero(is_correct).tolist()
-    incorrect = np.flatnonzero(~is_correct).tolist()
+    incorrect = np.flatnonzero(failed_one).tolist()
+    undetermined = np.flatnonzero(~is_correct & ~failed_one).tolist()
     # C+ always holds c* itself (it passes T* by definition), so only C- can be empty.
     if not incorrect:
         return outcome([], SkipReason.NO_INCORRECT)

@@ -211,8 +211,18 @@ def binary_matrix(status: StatusMatrix) -> BoolMatrix:
     """The pass matrix A of a status matrix: ``A[i, j]`` ⇔ ``status[i][j] is PASSED``.
 
     Every other status (failed, error, timeout, memory, sandbox_error) is 0; the skip
-    rules in ``pipeline.ranking.degenerate`` decide beforehand whether too many cells are
-    sandbox errors to trust the matrix. A matrix with no codes has shape (0, 0).
+    rules in ``pipeline.skip_rules`` decide beforehand whether too many cells are
+    sandbox errors to trust the matrix, and pair selection never counts one as a failure.
+    A matrix with no codes has shape (0, 0).
+
+    Raises:
+        ContractViolation: the rows have different lengths.
+    """
+    return cells_with(status, CellStatus.PASSED)
+
+
+def cells_with(status: StatusMatrix, wanted: CellStatus) -> BoolMatrix:
+    """``M[i, j]`` ⇔ ``status[i][j] is wanted``; shape (0, 0) for no codes.
 
     Raises:
         ContractViolation: the rows have different lengths.
@@ -225,7 +235,7 @@ def binary_matrix(status: StatusMatrix) -> BoolMatrix:
     n_tests = widths.pop() if widths else 0
     matrix = np.zeros((len(status), n_tests), dtype=np.bool_)
     for i, row in enumerate(status):
-        matrix[i] = [cell == CellStatus.PASSED for cell in row]
+        matrix[i] = [cell == wanted for cell in row]
     return matrix
 
 
