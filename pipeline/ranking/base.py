@@ -9,6 +9,7 @@ same scores give the same order.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
@@ -169,6 +170,35 @@ def tests_passed(passed: BoolMatrix, test_counts: Sequence[int] | FloatVector) -
     return np.asarray(passed, dtype=np.float64) @ np.asarray(test_counts, dtype=np.float64)
 
 
+SCORE_REL_TOL = 1e-9
+"""Scores this close (relatively) are equal. Rounding in a ranker's sums is ~1e-16 per
+operation, so codes with mathematically equal scores (three codes each failing a different
+test once; CodeT's √27·3 and √3·9) land a few ulps apart; real differences between scores
+are many orders larger."""
+
+
+def tied_scores(scores: Sequence[float] | FloatVector) -> FloatVector:
+    """``scores`` with each tie class set to one value, so equal scores compare equal.
+
+    Walking from the highest score down, a score within ``SCORE_REL_TOL`` of the first
+    (highest) score of the current class joins it and takes that value; the first score
+    outside starts the next class. Rankers return tied scores, so whatever compares them
+    (the tie-break, CodeT's top group, pair selection's Diff) sees exact ties.
+
+    Example: ``[1.0, 1.0 + 1e-15, 0.5]`` becomes ``[1.0 + 1e-15, 1.0 + 1e-15, 0.5]``.
+    """
+    values = np.asarray(scores, dtype=np.float64)
+    tied = values.copy()
+    head = math.nan
+    for i in np.argsort(-values, kind="stable"):
+        value = float(values[i])
+        if math.isclose(value, head, rel_tol=SCORE_REL_TOL):
+            tied[i] = head
+        else:
+            head = value
+    return tied
+
+
 def tie_break_order(
     scores: FloatVector,
     passed: BoolMatrix,
@@ -180,8 +210,10 @@ def tie_break_order(
     "Tests passed" is weighted by the assert multiplicities ``test_counts`` when given
     (rankers always give them): an assert sampled f times is f pieces of evidence, and the
     weighted count is exactly the PassCount score, so the tie-break agrees with the
-    simplest ranker. Scores are compared exactly; rankers make structurally tied codes
-    bit-identical (:class:`MergedGraph`). Equal keys keep code-index order.
+    simplest ranker. Scores within ``SCORE_REL_TOL`` of each other are equal
+    (:func:`tied_scores`), so float rounding never decides an order the scores leave
+    open; structurally tied codes are bit-identical anyway (:class:`MergedGraph`). Equal
+    keys keep code-index order.
 
     Example: scores ``[1, 2, 2]``, code 1 passes 1 test and code 2 passes 2, gives
     ``[2, 1, 0]``.
@@ -203,7 +235,7 @@ def tie_break_order(
         raise ContractViolation(f"ranker scores must not be NaN, got {score_array.tolist()}")
     weights = np.ones(matrix.shape[1]) if test_counts is None else test_counts
     # np.lexsort is stable and sorts by the last key first.
-    order = np.lexsort((first, -tests_passed(matrix, weights), -score_array))
+    order = np.lexsort((first, -tests_passed(matrix, weights), -tied_scores(score_array)))
     return [int(i) for i in order]
 
 

@@ -17,7 +17,13 @@ from typing import ClassVar
 
 import numpy as np
 
-from pipeline.ranking.base import BoolMatrix, merge_identical, rank_inputs, tie_break_order
+from pipeline.ranking.base import (
+    BoolMatrix,
+    merge_identical,
+    rank_inputs,
+    tie_break_order,
+    tied_scores,
+)
 from pipeline.records import RankingResult
 
 
@@ -55,7 +61,7 @@ class CodeTRanker:
         group_sizes = graph.passed @ graph.test_weights  # |S_y| of each case set
         group_scores = np.array(
             [
-                # Same operands and operation as CodeT, so equal scores compare equal as there.
+                # Same operands and operation as CodeT.
                 float(case_count) * math.sqrt(solution_count) if case_count > 0 else 0.0
                 for case_count, solution_count in zip(
                     group_sizes.tolist(), graph.code_weights.tolist(), strict=True
@@ -63,6 +69,9 @@ class CodeTRanker:
             ],
             dtype=np.float64,
         )
+        # CodeT compares its float scores exactly, which splits equal groups such as
+        # √27·3 and √3·9 (9√3 both, 2 ulps apart); tied scores merge them as the formula does.
+        group_scores = tied_scores(group_scores)
         test_node_scores = (graph.passed * group_scores[:, None]).max(axis=0, initial=0.0)
         code_scores = group_scores[graph.code_node]
         return RankingResult(
@@ -83,7 +92,8 @@ def top_group(result: RankingResult) -> list[int]:
     merged group (``src/evaluation.py``), so its expected pass@1 on a problem is
     ``Σ_{i∈group} m_i·correct_i / Σ_{i∈group} m_i``. When no code passes any test every
     code scores 0 and the group is all codes, matching CodeT's fallback to a random sample.
-    Scores are compared exactly, as CodeT does.
+    Scores are compared exactly: the ranker has already made scores that are equal up to
+    rounding identical (``tied_scores``), where CodeT would split them.
     """
     if not result.order:
         return []

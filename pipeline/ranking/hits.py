@@ -31,6 +31,7 @@ from pipeline.ranking.base import (
     merge_identical,
     rank_inputs,
     tie_break_order,
+    tied_scores,
 )
 from pipeline.ranking.pagerank import PageRankRanker
 from pipeline.records import RankingResult
@@ -88,7 +89,7 @@ class HitsRanker:
                 passed, code_counts, test_counts, sample_order
             )
             return approx.model_copy(update={"ranker": self.name, "iterations": 0})
-        expanded = code_scores[graph.code_node]
+        expanded = tied_scores(code_scores[graph.code_node])
         return RankingResult(
             ranker=self.name,
             code_scores=expanded.tolist(),

@@ -24,6 +24,7 @@ from pipeline.ranking.base import (
     merge_identical,
     rank_inputs,
     tie_break_order,
+    tied_scores,
 )
 from pipeline.records import RankingResult
 
@@ -45,6 +46,10 @@ class PageRankRanker:
     tie-break) of rounds τ−2, τ−1 and τ is the same, i.e. it was unchanged for 2
     consecutive iterations. The all-ones start is not counted as an order: every code ties
     there, so "unchanged since the start" would only repeat the tie-break.
+
+    Codes whose scores are equal up to rounding (``SCORE_REL_TOL``) get one score and are
+    ordered by the tie-break: three codes each failing a different test are symmetric, but
+    the float sums differ in the last bit.
 
     If the scores grow past 2^256 (large T or multiplicities), both vectors are multiplied
     by the same power of two. That is exact in float64 and the update is linear, so the
@@ -103,7 +108,7 @@ class PageRankRanker:
                 if len(recent) == _STABLE_ROUNDS and all(o == recent[0] for o in recent):
                     break
 
-        expanded_codes = code_scores[graph.code_node]
+        expanded_codes = tied_scores(code_scores[graph.code_node])
         return RankingResult(
             ranker=self.name,
             code_scores=expanded_codes.tolist(),

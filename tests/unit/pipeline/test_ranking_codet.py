@@ -60,6 +60,20 @@ def test_equal_scores_of_different_groups_merge_into_the_top_group() -> None:
     assert top_group(result) == [1, 0]
 
 
+def test_mathematically_equal_group_scores_merge_despite_rounding() -> None:
+    # Code 0 (m = 27) passes t0..t2: √27 · 3; code 1 (m = 3) passes t0..t8: √3 · 9. Both
+    # are 9√3, but in float64 code 0's is 2 ulps higher. CodeT's exact comparison would
+    # split the groups; the tie goes to code 1, which passes more tests.
+    a = np.zeros((2, 9), dtype=bool)
+    a[0, :3] = True
+    a[1, :] = True
+    result = CodeTRanker().rank(a, [27, 3], [1] * 9)
+    assert result.code_scores[0] == result.code_scores[1]
+    assert result.code_scores[0] == pytest.approx(9 * math.sqrt(3))
+    assert result.order == [1, 0]
+    assert top_group(result) == [1, 0]
+
+
 def test_no_code_passes_anything_top_group_is_everyone() -> None:
     result = CodeTRanker().rank(np.zeros((3, 2), dtype=bool), [1, 1, 1], [1, 1], [2, 0, 1])
     assert result.code_scores == [0.0, 0.0, 0.0]

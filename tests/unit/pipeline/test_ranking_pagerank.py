@@ -142,6 +142,20 @@ def test_identical_rows_tie_and_fall_back_to_sample_order() -> None:
     assert result.order.index(2) < result.order.index(0)
 
 
+@pytest.mark.parametrize("iterations", [2, 3, 10])
+def test_mathematically_equal_scores_tie_despite_rounding(iterations: int) -> None:
+    # Code i fails test i only; the rows differ, but by symmetry every code's score is the
+    # same number. Float rounding makes them differ by an ulp (code 2 was ahead after 2
+    # and 3 rounds): the documented tie-break, not the rounding, must decide.
+    a = np.ones((3, 6), dtype=bool)
+    a[[0, 1, 2], [0, 1, 2]] = False
+    result = PageRankRanker(iterations=iterations).rank(a, [1, 1, 1], [1] * 6, [0, 1, 2])
+    assert result.code_scores[0] == result.code_scores[1] == result.code_scores[2]
+    assert result.order == [0, 1, 2]
+    shuffled = PageRankRanker(iterations=iterations).rank(a, [1, 1, 1], [1] * 6, [2, 0, 1])
+    assert shuffled.order == [1, 2, 0]
+
+
 def test_large_t_is_finite_and_keeps_the_converged_order() -> None:
     # Dense 20×15 with multiplicities up to 50: unscaled scores would pass 1e308 within
     # about 100 rounds (each round multiplies them by about 0.85·σ₁ ≈ 10²).
