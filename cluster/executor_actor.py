@@ -1,26 +1,26 @@
-"""The executor stage: Ray Data actors that each own one warm sandbox container.
+"""The execute stage: Ray Data actors that each own one warm sandbox container.
 
-Ray Data turns ``ExecutorUDF`` into an autoscaling actor pool (``ActorPoolStrategy``
-with the JobSpec's ``(min_workers, max_workers)``), placed by the custom ``sandbox``
-resource. Each actor builds one problem's pass matrix at a time: one request per code,
-carrying all of the problem's tests. Untrusted code runs only inside the container.
+Ray Data turns ``ExecuteStage`` into an autoscaling actor pool (the JobSpec's
+``(min_workers, max_workers)``), placed by the custom ``sandbox`` resource
+(``cluster.placement``). Each actor builds one problem's pass matrix at a time: one
+request per code, carrying all of the problem's tests. Untrusted code runs only inside
+the container; the actor only reads statuses back.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from typing import Any
 
-from cluster.samplers.base import batch_of, rows_of
-from cluster.stages import STAGE_COLUMNS, ProblemState, load_state
+from cluster.progress import StageTally
 from pipeline.config import SandboxConfig
 from pipeline.errors import SandboxUnavailable
-from pipeline.records import CellStatus, SkipReason
+from pipeline.problem_state import ProblemState
+from pipeline.records import CellStatus
 from sandbox.errors import SandboxError
 from sandbox.limits import PoolConfig, SandboxLimits
 from sandbox.matrix import MatrixBuilder, MatrixProblem
-from sandbox.pool import ContainerPool
+from sandbox.pool import BackendFactory, ContainerPool
 from sandbox.types import Isolation
 
 logger = logging.getLogger(__name__)
@@ -55,57 +55,64 @@ def check_sandbox(config: SandboxConfig) -> None:
         raise SandboxUnavailable(f"the sandbox cannot start on this node: {exc}") from exc
 
 
-class ExecutorUDF:
-    """A Ray Data callable class: candidates in, status matrices out.
+class ExecuteStage:
+    """A Ray Data callable class: problems with candidates → problems with a pass matrix.
 
-    A problem that runs past ``problem_budget_s`` is marked ``time_budget`` rather than
-    ranked on a partial matrix.
+    Args:
+        config: the JobSpec's ``sandbox`` section.
+        tally: where to count executed problems and cells (live progress), if anywhere.
+        backend_factory: the container backend; Docker by default, a scripted fake in
+            unit tests (``sandbox.pool.BackendFactory``).
+        label: a label put on the containers (tests find their own by it).
+
+    A problem that runs past ``problem_budget_s`` keeps its partial matrix and is marked
+    ``budget_exceeded``; the skip rules decide what that means.
     """
 
-    def __init__(self, config: SandboxConfig, counter: Any = None, label: str = "") -> None:
+    def __init__(
+        self,
+        config: SandboxConfig,
+        tally: StageTally | None = None,
+        backend_factory: BackendFactory | None = None,
+        label: str = "",
+    ) -> None:
         self.config = config
-        self.counter = counter
-        self.pool = ContainerPool(pool_config(config, label=label))
+        self.tally = tally
+        self.pool = ContainerPool(pool_config(config, label=label), backend_factory)
         try:
             self.pool.start()
         except SandboxError as exc:
             raise SandboxUnavailable(f"the executor could not start its sandbox: {exc}") from exc
         self.builder = MatrixBuilder(self.pool, budget_s=config.problem_budget_s)
 
-    def __call__(self, batch: Mapping[str, Any]) -> dict[str, list[Any]]:
-        rows = [self._execute(row) for row in rows_of(batch)]
-        return batch_of(rows, STAGE_COLUMNS)
+    def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
+        state = self.execute(row["state"])
+        if self.tally is not None:
+            self.tally.add("executed")
+        return {"state": state}
 
-    def _execute(self, row: dict[str, Any]) -> dict[str, Any]:
-        state = load_state(row)
-        if state.candidates is None or state.skip_reason is not None:
-            return row
-        codes, tests = state.candidates.codes, state.candidates.tests
-        if codes and tests:
-            result = self.builder.build(
-                MatrixProblem(
-                    problem_id=state.problem.problem_id,
-                    programs=[code.program for code in codes],
-                    tests=[test.source for test in tests],
-                )
+    def execute(self, state: ProblemState) -> ProblemState:
+        """The problem's pass matrix (empty rows when there is nothing to run)."""
+        codes = state.candidates.codes if state.candidates else []
+        tests = state.candidates.tests if state.candidates else []
+        if not (codes and tests):
+            return state.model_copy(update={"status": [[] for _ in codes]})
+        result = self.builder.build(
+            MatrixProblem(
+                problem_id=state.problem_id,
+                programs=[code.program for code in codes],
+                tests=[test.source for test in tests],
             )
-            status = [[CellStatus(cell.value) for cell in cells] for cells in result.status]
-            update: dict[str, Any] = {
-                "status": status,
+        )
+        if self.tally is not None:
+            self.tally.add("cells", len(codes) * len(tests))
+        return state.model_copy(
+            update={
+                "status": [[CellStatus(cell.value) for cell in cells] for cells in result.status],
+                "budget_exceeded": result.budget_exceeded,
                 "timings": {**state.timings, "execute": result.timings.wall_s},
             }
-            if result.budget_exceeded:
-                update["skip_reason"] = SkipReason.TIME_BUDGET
-                update["error"] = (
-                    f"execution ran past the problem budget of {self.config.problem_budget_s} s"
-                )
-        else:
-            update = {"status": [[] for _ in codes]}
-        done: ProblemState = state.model_copy(update=update)
-        if self.counter is not None:
-            self.counter.add.remote("executed")
-            self.counter.add.remote("cells", len(codes) * len(tests))
-        return {**row, "state": done.model_dump_json()}
+        )
 
     def __del__(self) -> None:
         # Ray tears actors down at the end of a dataset; give the container back promptly.

@@ -13,10 +13,9 @@ import os
 import ray
 import ray.data
 
-logger = logging.getLogger(__name__)
+from cluster.placement import SANDBOX_RESOURCE
 
-SANDBOX_RESOURCE = "sandbox"
-"""Custom Ray resource marking nodes with a Docker engine and the sandbox image."""
+logger = logging.getLogger(__name__)
 
 
 def quiet_ray_data(progress_bars: bool) -> None:

@@ -1,10 +1,10 @@
-"""Durable output of a build: shards, progress and the manifest on any pyarrow filesystem.
+"""Durable output of a build: shards, progress and the manifest, and the rules for resuming.
 
-Every file appears atomically: it is written under a temporary name beside its final
-name and moved into place (a rename on local disks; on object stores the final key only
-appears once the upload is whole). A work unit is done once its `problems` shard exists;
-that shard is moved last, so a build killed at any moment leaves either a whole unit or
-nothing that counts, and a resumed build redoes exactly the units that are not done.
+Every file appears atomically (``cluster.storage``). A work unit is done once its
+`problems` shard exists; that shard is moved last, so a build killed at any moment leaves
+either a whole unit or nothing that counts, and a resumed build redoes exactly the units
+that are not done. Before anything is written, ``check_output`` and ``check_done_unit``
+make sure the output holds nothing but this very build.
 """
 
 from __future__ import annotations
@@ -12,32 +12,22 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import uuid
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from pipeline.errors import StorageError
-from pipeline.manifest import MANIFEST_FILE, ShardInfo, shard_name
+from cluster.storage import TEMP_PREFIX, read_text, resolve_uri, write_atomically, write_text
+from pipeline.config import JobSpec
+from pipeline.errors import OutputLocationError
+from pipeline.manifest import MANIFEST_FILE, Manifest, ManifestCounts, ShardInfo, shard_name
 
 logger = logging.getLogger(__name__)
 
-_TEMP_PREFIX = ".tmp-"
 TABLES = ("pairs", "problems")
-
-
-def resolve_filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
-    """A filesystem and a root path for a local path or any pyarrow filesystem URI."""
-    if "://" not in uri:
-        return pafs.LocalFileSystem(), str(Path(uri).expanduser().resolve())
-    try:
-        fs, root = pafs.FileSystem.from_uri(uri)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as exc:
-        raise StorageError(f"cannot open output location {uri!r}: {exc}") from exc
-    return fs, root.rstrip("/")
 
 
 class ShardStore:
@@ -46,7 +36,7 @@ class ShardStore:
     Layout under the root::
 
         job.json                    the JobSpec (written by the service, optional)
-        progress.json               BuildProgress, rewritten as units finish
+        progress.json               BuildProgress, rewritten as the build runs
         pairs/part-00000.parquet    one pairs shard per work unit
         problems/part-00000.parquet one problems shard per work unit
         manifest.json               written last: its presence means the dataset is complete
@@ -54,26 +44,10 @@ class ShardStore:
 
     def __init__(self, uri: str) -> None:
         self.uri = uri
-        self.fs, self.root = resolve_filesystem(uri)
+        self.fs, self.root = resolve_uri(uri)
 
     def path(self, relative: str) -> str:
         return f"{self.root}/{relative}"
-
-    def _exists(self, relative: str) -> bool:
-        info = self.fs.get_file_info(self.path(relative))
-        return bool(info.type == pafs.FileType.File)
-
-    def _move_into_place(self, write: object, relative: str) -> None:
-        """Write through ``write(tmp_path)`` and move the result to ``relative``."""
-        final = self.path(relative)
-        parent, _, name = final.rpartition("/")
-        temp = f"{parent}/{_TEMP_PREFIX}{uuid.uuid4().hex[:8]}-{name}"
-        try:
-            self.fs.create_dir(parent, recursive=True)
-            write(temp)  # type: ignore[operator]
-            self.fs.move(temp, final)
-        except OSError as exc:
-            raise StorageError(f"could not write {final}: {exc}") from exc
 
     # ------------------------------------------------------------------ units
     def done_units(self) -> list[int]:
@@ -89,10 +63,12 @@ class ShardStore:
     def write_unit(self, unit: int, pairs: pa.Table, problems: pa.Table) -> None:
         """Write a unit's two shards; the problems shard last, as the unit's commit."""
         for table_name, table in (("pairs", pairs), ("problems", problems)):
-            self._move_into_place(
-                lambda tmp, t=table: pq.write_table(t, tmp, filesystem=self.fs),
-                shard_name(table_name, unit),
+            write_atomically(
+                self.fs, self.path(shard_name(table_name, unit)), self._parquet_writer(table)
             )
+
+    def _parquet_writer(self, table: pa.Table) -> Callable[[str], None]:
+        return lambda path: pq.write_table(table, path, filesystem=self.fs)
 
     def remove_temporaries(self) -> int:
         """Delete files a killed build left under temporary names; returns how many."""
@@ -100,14 +76,14 @@ class ShardStore:
         for table in TABLES:
             selector = pafs.FileSelector(self.path(table), allow_not_found=True)
             for info in self.fs.get_file_info(selector):
-                if info.base_name.startswith(_TEMP_PREFIX):
+                if info.base_name.startswith(TEMP_PREFIX):
                     self.fs.delete_file(info.path)
                     removed += 1
         return removed
 
     def has_output(self) -> bool:
         """Whether any shard or manifest is already there."""
-        return self._exists(MANIFEST_FILE) or any(
+        return self.read_text(MANIFEST_FILE) is not None or any(
             True for table in TABLES for _ in self._units(table)
         )
 
@@ -130,20 +106,113 @@ class ShardStore:
             path=relative, table=table, unit=unit, rows=rows, bytes=size, sha256=digest.hexdigest()
         )
 
-    # ------------------------------------------------------------------ json files
+    # ------------------------------------------------------------------ text files
     def write_text(self, relative: str, text: str) -> None:
-        def write(tmp: str) -> None:
-            with self.fs.open_output_stream(tmp) as out:
-                out.write(text.encode("utf-8"))
-
-        self._move_into_place(write, relative)
+        write_text(self.fs, self.path(relative), text)
 
     def read_text(self, relative: str) -> str | None:
-        if not self._exists(relative):
-            return None
-        with self.fs.open_input_stream(self.path(relative)) as stream:
-            return bytes(stream.read()).decode("utf-8")
+        return read_text(self.fs, self.path(relative))
 
     def read_json(self, relative: str) -> object | None:
         text = self.read_text(relative)
         return None if text is None else json.loads(text)
+
+    # ------------------------------------------------------------------ resuming
+    def check_output(self, *, resume: bool) -> Manifest | None:
+        """The finished manifest when there is one to return; raises when the output is taken.
+
+        Raises:
+            OutputLocationError: the output holds a dataset or shards and ``resume`` is off.
+        """
+        existing = self.read_json(MANIFEST_FILE)
+        if existing is not None:
+            manifest = Manifest.model_validate(existing)
+            if resume:
+                return manifest
+            raise OutputLocationError(
+                f"{self.uri} already holds a complete dataset (manifest.json of job "
+                f"{manifest.job_id!r}); choose another output.uri, or pass --resume to accept it"
+            )
+        if not resume and self.has_output():
+            raise OutputLocationError(
+                f"{self.uri} holds shards of an earlier, unfinished build; pass --resume to "
+                "continue it, or choose another output.uri"
+            )
+        return None
+
+    def check_done_units(self, units_total: int) -> list[int]:
+        """Units already on disk; raises when some lie beyond this input's units.
+
+        Raises:
+            OutputLocationError: a shard's unit number is beyond this input's last unit.
+        """
+        on_disk = self.done_units()
+        beyond = [u for u in on_disk if u >= units_total]
+        if beyond:
+            raise OutputLocationError(
+                f"{self.uri} holds shards of units {beyond[:5]}, beyond this input's "
+                f"{units_total} units: the output belongs to a build of another input or "
+                "layout; choose another output.uri"
+            )
+        return on_disk
+
+    def check_done_unit(self, unit: int, job_id: str, problem_ids: Sequence[str]) -> None:
+        """Check that a unit on disk is this build's: same job, same problems in input order.
+
+        Anything else (another job id, a changed input, limit or ``problems_per_unit``)
+        would mix two builds, losing or duplicating rows on resume.
+
+        Raises:
+            OutputLocationError: the unit was written by another build.
+        """
+        table = self.read_table("problems", unit, columns=["job_id", "problem_id"])
+        found = table.column("problem_id").to_pylist()
+        jobs = set(table.column("job_id").to_pylist())
+        if found != list(problem_ids) or jobs - {job_id}:
+            raise OutputLocationError(
+                f"{self.uri}: unit {unit} was written by job {sorted(jobs)} for problems "
+                f"{found[:3]}..., but this build is job {job_id!r} with problems "
+                f"{list(problem_ids)[:3]}...; resume only with the same spec, input and job "
+                "id, or choose another output.uri"
+            )
+
+    # ------------------------------------------------------------------ totals and manifest
+    def counts_on_disk(self, units: Sequence[int]) -> ManifestCounts:
+        """Totals of units already written, read back from their problems shards."""
+        totals = ManifestCounts()
+        for unit in units:
+            totals = totals + counts_of(self.read_table("problems", unit))
+        return totals
+
+    def write_manifest(
+        self, spec: JobSpec, job_id: str, units_total: int, started: datetime
+    ) -> Manifest:
+        """Write ``manifest.json`` over every unit's shards: the dataset is then complete."""
+        units = range(units_total)
+        manifest = Manifest(
+            job_id=job_id,
+            spec=spec.model_dump(mode="json"),
+            counts=self.counts_on_disk(units),
+            shards=[self.shard_info(table, u) for table in TABLES for u in units],
+            started_at=started,
+            finished_at=datetime.now(UTC),
+        )
+        self.write_text(MANIFEST_FILE, manifest.model_dump_json(indent=2))
+        return manifest
+
+
+def counts_of(problems: pa.Table) -> ManifestCounts:
+    """Totals of one problems table; the manifest and live progress both count this way."""
+    skips: dict[str, int] = {}
+    for reason in problems.column("skip_reason").to_pylist():
+        if reason is not None:
+            skips[reason] = skips.get(reason, 0) + 1
+    n_codes = pc.list_value_length(problems.column("codes")).fill_null(0).to_pylist()
+    n_tests = pc.list_value_length(problems.column("tests")).fill_null(0).to_pylist()
+    return ManifestCounts(
+        problems=problems.num_rows,
+        candidates=sum(n_codes) + sum(n_tests),
+        cells=sum(c * t for c, t in zip(n_codes, n_tests, strict=True)),
+        pairs=int(pc.sum(problems.column("pairs_emitted")).as_py() or 0),
+        skips=skips,
+    )

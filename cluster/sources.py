@@ -1,55 +1,56 @@
-"""Problem sources: read JSONL or Parquet rows from a local path or a pyarrow filesystem URI.
+"""Problem sources: JSONL or Parquet rows from a local path or a pyarrow filesystem URI.
 
-A malformed input fails the job *before* anything is written (the issue's "no partial
-manifest"): the whole input (up to ``limit`` rows) is validated in one streaming pass and
-every bad row is listed, with its line, in one ``InputFormatError``. Rows are validated as
-``ReplayRow`` for the replay sampler and as ``Problem`` for live samplers, so a replay file
-handed to a live sampler is refused with "unknown field" rather than silently ignored.
+Two streaming passes, both in bounded memory whatever the input's size:
 
-Ray Data rows carry the validated record as JSON text (``record``), not as a nested dict:
-Arrow unifies the struct type of ``metadata`` across rows, adding keys and turning ints
-into floats, which would alter a problem's metadata on its way through the pipeline.
+    n = scan_source(spec.source, spec.sampler.kind)            # validate everything first
+    for record in iter_records(spec.source, spec.sampler.kind):  # then read it per work unit
+        ...
 
-    records = read_records(SourceConfig(path="problems.jsonl"), SamplerKind.OPENAI)
-    ds = read_source(SourceConfig(path="s3://bucket/replay.parquet"), SamplerKind.REPLAY)
+``scan_source`` validates the whole input (up to ``limit`` rows) before a build writes
+anything, and lists every bad row with its line in one ``InputFormatError``: a malformed
+line, an undecodable byte, a row longer than ``max_row_bytes``, an unknown or missing field,
+a duplicate ``problem_id``. Rows are validated as ``ReplayRow`` for the replay sampler and
+as ``Problem`` for live samplers, so a replay file handed to a live sampler is refused
+with "unknown field" rather than silently ignored. ``iter_records`` then yields the rows
+one at a time, so the driver holds one window of problems, never the whole input.
 """
 
 from __future__ import annotations
 
-import io
+import array
 import json
 import logging
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from pathlib import Path, PurePath
-from typing import TYPE_CHECKING, Any
+from pathlib import PurePath
+from typing import Any
 
+import numpy as np
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from pydantic import ValidationError
 
+from cluster.storage import resolve_uri
 from pipeline.config import SamplerKind, SourceConfig
-from pipeline.errors import InputFormatError
+from pipeline.errors import InputFormatError, StorageError
 from pipeline.records import Problem, ReplayRow
-
-if TYPE_CHECKING:
-    import ray.data
+from pipeline.validation_errors import describe_validation_errors
 
 logger = logging.getLogger(__name__)
 
 MAX_LISTED_ERRORS = 20
 """Bad rows listed in one error; a broken 100k-line file should not produce a 100k-line message."""
 
+DEFAULT_MAX_ROW_BYTES = 8 * 1024 * 1024
+"""Largest input row: a replay row of 200 samples of real HumanEval code is about 0.3 MiB."""
+
+_READ_CHUNK_BYTES = 1 << 20
 _PARQUET_BATCH_ROWS = 256
 """Rows decoded at a time from Parquet: replay rows hold up to ~200 completions each."""
 
 _JSONL_SUFFIXES = (".jsonl", ".json", ".ndjson")
 _PARQUET_SUFFIXES = (".parquet", ".pq")
 _COMPRESSION_SUFFIXES = (".gz", ".bz2", ".zst", ".lz4")
-
-SOURCE_COLUMNS = ("index", "line", "problem_id", "record")
-"""Columns of a source row in Ray Data: 0-based position among the problems, 1-based line
-(or Parquet row) in the file, the problem id, and the validated record as JSON text."""
 
 
 @dataclass(frozen=True)
@@ -63,27 +64,12 @@ class SourceRecord:
     record: Problem | ReplayRow
     """The row, as a ``ReplayRow`` (replay sampler) or a ``Problem`` (live samplers)."""
 
-    def to_ray_row(self) -> dict[str, Any]:
-        """The row as Ray Data carries it (see ``SOURCE_COLUMNS``)."""
-        return {
-            "index": self.index,
-            "line": self.line,
-            "problem_id": self.record.problem_id,
-            "record": self.record.model_dump_json(),
-        }
 
+@dataclass(frozen=True)
+class _Bad:
+    """A row that could not be decoded; reported with the other bad rows."""
 
-def _open_filesystem(path: str) -> tuple[pafs.FileSystem, str]:
-    if "://" in path:
-        try:
-            return pafs.FileSystem.from_uri(path)  # type: ignore[no-any-return]
-        except Exception as exc:  # pyarrow raises ArrowInvalid, OSError, ... by scheme
-            raise InputFormatError(
-                f"cannot open the filesystem of this URI ({exc}); expected a local path or a "
-                "pyarrow filesystem URI such as file:///data/p.jsonl or s3://bucket/p.parquet",
-                source=path,
-            ) from exc
-    return pafs.LocalFileSystem(), str(Path(path).expanduser().resolve())
+    reason: str
 
 
 def _resolve_format(config: SourceConfig) -> str:
@@ -91,8 +77,7 @@ def _resolve_format(config: SourceConfig) -> str:
         return config.format
     name = PurePath(config.path.split("?", 1)[0]).name.lower()
     for suffix in _COMPRESSION_SUFFIXES:
-        if name.endswith(suffix):
-            name = name[: -len(suffix)]
+        name = name.removesuffix(suffix)
     if name.endswith(_JSONL_SUFFIXES):
         return "jsonl"
     if name.endswith(_PARQUET_SUFFIXES):
@@ -105,163 +90,213 @@ def _resolve_format(config: SourceConfig) -> str:
     )
 
 
-def _check_is_file(fs: pafs.FileSystem, fs_path: str, shown: str) -> None:
+def _open_file(config: SourceConfig) -> tuple[pafs.FileSystem, str]:
     try:
-        info = fs.get_file_info(fs_path)
-    except OSError as exc:
-        raise InputFormatError(f"cannot read the input file: {exc}", source=shown) from exc
+        fs, path = resolve_uri(config.path)
+        info = fs.get_file_info(path)
+    except (StorageError, OSError) as exc:
+        raise InputFormatError(f"cannot read the input file: {exc}", source=config.path) from exc
     if info.type == pafs.FileType.NotFound:
         raise InputFormatError(
             "input file not found; check `source.path` (a local path or a pyarrow URI)",
-            source=shown,
+            source=config.path,
         )
     if info.type != pafs.FileType.File:
         raise InputFormatError(
-            "input is a directory, expected a single JSONL or Parquet file", source=shown
+            "input is not a regular file; expected a single JSONL or Parquet file",
+            source=config.path,
         )
+    return fs, path
 
 
-def _iter_jsonl(fs: pafs.FileSystem, fs_path: str, shown: str) -> Iterator[tuple[int, Any]]:
-    # Streamed line by line: the file may be far larger than memory.
-    with fs.open_input_stream(fs_path, compression="detect") as raw:
-        text = io.TextIOWrapper(raw, encoding="utf-8")
-        line_no = 0
-        while True:
+def _jsonl_lines(stream: Any, max_row_bytes: int) -> Iterator[tuple[int, bytes | None]]:
+    """``(line number, line)`` for every line; ``None`` for a line over ``max_row_bytes``.
+
+    Reads fixed-size chunks, so a file without newlines costs ``max_row_bytes`` of memory,
+    not its size; lines are numbered before decoding, so a bad byte is blamed on its line.
+    """
+    line_no = 0
+    pending = bytearray()
+    too_long = False
+    while chunk := stream.read(_READ_CHUNK_BYTES):
+        start = 0
+        while (end := chunk.find(b"\n", start)) >= 0:
             line_no += 1
-            try:
-                line = text.readline()
-            except UnicodeDecodeError as exc:
-                raise InputFormatError(
-                    f"not valid UTF-8: {exc}", source=shown, line=line_no
-                ) from exc
-            if not line:
-                return
-            if not line.strip():
+            piece = chunk[start:end]
+            if too_long or len(pending) + len(piece) > max_row_bytes:
+                yield line_no, None
+            else:
+                yield line_no, bytes(pending) + piece if pending else piece
+            pending.clear()
+            too_long = False
+            start = end + 1
+        if not too_long:
+            pending += chunk[start:]
+            if len(pending) > max_row_bytes:
+                too_long = True
+                pending.clear()
+    if pending or too_long:
+        yield line_no + 1, None if too_long else bytes(pending)
+
+
+def _iter_jsonl(fs: pafs.FileSystem, path: str, max_row_bytes: int) -> Iterator[tuple[int, object]]:
+    with fs.open_input_stream(path, compression="detect") as stream:
+        for line_no, raw in _jsonl_lines(stream, max_row_bytes):
+            if raw is None:
+                yield line_no, _Bad(f"row longer than the limit of {max_row_bytes} bytes")
                 continue
             try:
-                yield line_no, json.loads(line.strip())
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                yield line_no, _Bad(f"not valid UTF-8 (byte {exc.start + 1} of the line)")
+                continue
+            if not text.strip():
+                continue
+            try:
+                yield line_no, json.loads(text)
             except json.JSONDecodeError as exc:
-                yield line_no, _Malformed(f"not valid JSON: {exc.msg} at column {exc.colno}")
+                yield line_no, _Bad(f"not valid JSON: {exc.msg} at column {exc.colno}")
 
 
-def _iter_parquet(fs: pafs.FileSystem, fs_path: str, shown: str) -> Iterator[tuple[int, Any]]:
+def _iter_parquet(
+    fs: pafs.FileSystem, path: str, shown: str, max_row_bytes: int
+) -> Iterator[tuple[int, object]]:
     try:
-        with fs.open_input_file(fs_path) as handle:
-            parquet = pq.ParquetFile(handle)
+        with fs.open_input_file(path) as handle:
             row_no = 0
-            for batch in parquet.iter_batches(batch_size=_PARQUET_BATCH_ROWS):
+            for batch in pq.ParquetFile(handle).iter_batches(batch_size=_PARQUET_BATCH_ROWS):
                 for row in batch.to_pylist():
                     row_no += 1
-                    yield row_no, row
-    except InputFormatError:
-        raise
+                    if len(json.dumps(row, default=str)) > max_row_bytes:
+                        yield row_no, _Bad(f"row longer than the limit of {max_row_bytes} bytes")
+                    else:
+                        yield row_no, row
     except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
         raise InputFormatError(f"not a readable Parquet file: {exc}", source=shown) from exc
 
 
-@dataclass(frozen=True)
-class _Malformed:
-    """A line that could not be decoded; reported with the other bad rows."""
-
-    reason: str
-
-
-def _iter_decoded(config: SourceConfig) -> Iterator[tuple[int, Any]]:
+def _iter_rows(config: SourceConfig, max_row_bytes: int) -> Iterator[tuple[int, object]]:
+    """``(line, decoded row or _Bad)`` for each row, up to ``config.limit`` rows."""
     fmt = _resolve_format(config)
-    fs, fs_path = _open_filesystem(config.path)
-    _check_is_file(fs, fs_path, config.path)
+    fs, path = _open_file(config)
     rows = (
-        _iter_jsonl(fs, fs_path, config.path)
+        _iter_jsonl(fs, path, max_row_bytes)
         if fmt == "jsonl"
-        else _iter_parquet(fs, fs_path, config.path)
+        else _iter_parquet(fs, path, config.path, max_row_bytes)
     )
-    for count, (line, row) in enumerate(rows, start=1):
-        yield line, row
+    for count, item in enumerate(rows, start=1):
+        yield item
         if config.limit is not None and count >= config.limit:
             return
 
 
-def describe_validation_error(exc: ValidationError) -> str:
-    """One line per invalid field of a row: ``code_completions: unknown field``."""
-    parts = []
-    for error in exc.errors():
-        where = ".".join(str(p) for p in error.get("loc", ()))
-        if not where:  # a rule about the whole row: its message says what is wrong
-            parts.append(str(error["msg"]).removeprefix("Value error, "))
-        elif error["type"] == "extra_forbidden":
-            parts.append(f"{where}: unknown field")
-        elif error["type"] == "missing":
-            parts.append(f"{where}: required field is missing")
-        else:
-            seen = repr(error.get("input"))
-            seen = seen if len(seen) <= 60 else seen[:57] + "..."
-            parts.append(f"{where}: {error['msg']} (got {seen})")
-    return "; ".join(parts)
+def _validate(row: object, kind: SamplerKind) -> Problem | ReplayRow | str:
+    """The validated record, or one line saying what is wrong with the row."""
+    if isinstance(row, _Bad):
+        return row.reason
+    if not isinstance(row, Mapping):
+        return f"expected a JSON object, got {type(row).__name__}"
+    try:
+        if kind is SamplerKind.REPLAY:
+            return ReplayRow.model_validate(row)
+        return Problem.model_validate(row)
+    except ValidationError as exc:
+        return "; ".join(describe_validation_errors(exc))
 
 
-def _validate(row: Mapping[str, Any], kind: SamplerKind) -> Problem | ReplayRow:
-    if kind is SamplerKind.REPLAY:
-        return ReplayRow.model_validate(row)
-    return Problem.model_validate(row)
+def _bad_rows_error(
+    config: SourceConfig, kind: SamplerKind, errors: list[str], total: int
+) -> InputFormatError:
+    listed = errors[:MAX_LISTED_ERRORS]
+    if total > len(listed):
+        listed.append(f"... and {total - len(listed)} more bad rows")
+    what = "replay rows" if kind is SamplerKind.REPLAY else "problems"
+    return InputFormatError(
+        f"{total} malformed input row(s); expected {what} as described in DESIGN.md "
+        "§3.1-3.2:\n  " + "\n  ".join(listed),
+        source=config.path,
+    )
 
 
-def read_records(config: SourceConfig, kind: SamplerKind) -> list[SourceRecord]:
-    """Read and validate the whole source (up to ``limit`` rows) for a sampler kind.
+def scan_source(
+    config: SourceConfig, kind: SamplerKind, *, max_row_bytes: int = DEFAULT_MAX_ROW_BYTES
+) -> int:
+    """Validate the whole source (up to ``limit`` rows) and return how many problems it holds.
 
-    Every row is validated before any is returned, so a job never starts on a broken input.
+    Memory stays bounded: rows are decoded one at a time and problem ids are remembered as
+    64-bit hashes; only when two hashes collide does a second pass name the duplicates.
 
     Raises:
         InputFormatError: naming the file and, for each bad row (at most
-            ``MAX_LISTED_ERRORS`` listed), its line and the offending fields; also for a
-            duplicate ``problem_id``, a missing or unreadable file, and an empty input.
+            ``MAX_LISTED_ERRORS`` listed), its line and what is wrong; also for a missing,
+            unreadable or empty input.
     """
-    records: list[SourceRecord] = []
-    first_line_of: dict[str, int] = {}
     errors: list[str] = []
-    for line, row in _iter_decoded(config):
-        if isinstance(row, _Malformed):
-            errors.append(f"line {line}: {row.reason}")
+    bad = 0
+    id_hashes = array.array("q")
+    for line, row in _iter_rows(config, max_row_bytes):
+        record = _validate(row, kind)
+        if isinstance(record, str):
+            bad += 1
+            if len(errors) < MAX_LISTED_ERRORS:
+                errors.append(f"line {line}: {record}")
             continue
-        if not isinstance(row, dict):
-            errors.append(f"line {line}: expected a JSON object, got {type(row).__name__}")
-            continue
-        try:
-            record = _validate(row, kind)
-        except ValidationError as exc:
-            errors.append(f"line {line}: {describe_validation_error(exc)}")
+        id_hashes.append(hash(record.problem_id))
+    duplicated = _duplicated(id_hashes)
+    if duplicated:
+        duplicates = _duplicate_lines(config, kind, duplicated, max_row_bytes)
+        bad += len(duplicates)
+        errors = sorted(errors + duplicates, key=_line_of)[:MAX_LISTED_ERRORS]
+    if bad:
+        raise _bad_rows_error(config, kind, errors, bad)
+    if not id_hashes:
+        raise InputFormatError("the input holds no rows", source=config.path)
+    logger.info("validated %d %s in %s", len(id_hashes), kind.value, config.path)
+    return len(id_hashes)
+
+
+def _duplicated(hashes: array.array[int]) -> set[int]:
+    values = np.frombuffer(hashes, dtype=np.int64) if len(hashes) else np.empty(0, np.int64)
+    ordered = np.sort(values)
+    return set(ordered[1:][ordered[1:] == ordered[:-1]].tolist())
+
+
+def _duplicate_lines(
+    config: SourceConfig, kind: SamplerKind, hashes: set[int], max_row_bytes: int
+) -> list[str]:
+    first_line_of: dict[str, int] = {}
+    found = []
+    for line, row in _iter_rows(config, max_row_bytes):
+        record = _validate(row, kind)
+        if isinstance(record, str) or hash(record.problem_id) not in hashes:
             continue
         earlier = first_line_of.setdefault(record.problem_id, line)
         if earlier != line:
-            errors.append(
+            found.append(
                 f"line {line}: duplicate problem_id {record.problem_id!r} "
                 f"(first seen on line {earlier}); problem ids must be unique"
             )
-            continue
-        records.append(SourceRecord(index=len(records), line=line, record=record))
-    if errors:
-        listed = errors[:MAX_LISTED_ERRORS]
-        more = len(errors) - len(listed)
-        if more:
-            listed.append(f"... and {more} more bad rows")
-        what = "replay rows" if kind is SamplerKind.REPLAY else "problems"
-        raise InputFormatError(
-            f"{len(errors)} malformed input row(s); expected {what} as described in "
-            "DESIGN.md §3.1-3.2:\n  " + "\n  ".join(listed),
-            source=config.path,
-        )
-    if not records:
-        raise InputFormatError("the input holds no rows", source=config.path)
-    logger.info("read %d %s from %s", len(records), kind.value, config.path)
-    return records
+    return found
 
 
-def read_source(config: SourceConfig, kind: SamplerKind) -> ray.data.Dataset:
-    """The validated source as a Ray Dataset of ``SOURCE_COLUMNS`` rows, in input order.
+def _line_of(message: str) -> int:
+    return int(message.split(":", 1)[0].removeprefix("line "))
 
-    Validation happens here, in the driver, before any block is created (see
-    ``read_records``); rows then live in Ray's object store, not in the driver.
+
+def iter_records(
+    config: SourceConfig, kind: SamplerKind, *, max_row_bytes: int = DEFAULT_MAX_ROW_BYTES
+) -> Iterator[SourceRecord]:
+    """The validated rows, one at a time, in input order (call ``scan_source`` first).
+
+    Raises:
+        InputFormatError: a row no longer validates (the file changed after the scan).
     """
-    import ray.data
-
-    records = read_records(config, kind)
-    return ray.data.from_items([r.to_ray_row() for r in records])
+    for index, (line, row) in enumerate(_iter_rows(config, max_row_bytes)):
+        record = _validate(row, kind)
+        if isinstance(record, str):
+            raise InputFormatError(
+                f"{record}; the input changed after it was validated, run the build again",
+                source=config.path,
+                line=line,
+            )
+        yield SourceRecord(index=index, line=line, record=record)

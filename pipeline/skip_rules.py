@@ -1,27 +1,68 @@
-"""Skip rules for problems whose status matrix cannot yield a pair (ALGORITHMS.md §1.4, §5.6).
+"""Why a problem yields no pair before it is ranked: every such rule, in one place.
 
-Checked before ranking, in this order, the first match wins:
+``skip_before_ranking`` reads a problem's whole state once, after execution, and returns
+the first rule that matches (ALGORITHMS.md §1.4, §5.6)::
 
-1. ``NO_CODES``: no code candidates.
-2. ``NO_TESTS``: no test candidates.
-3. ``SANDBOX_ERROR``: more than ``max_sandbox_error_frac`` of the cells are
+1. ``SAMPLER_ERROR``: the sampler produced no code sample, or (separate sampling) every
+   test sample failed; the problem says nothing about the code, only about the endpoint.
+2. ``NO_CODES``: parsing found no code candidate.
+3. ``NO_TESTS``: parsing found no test candidate.
+4. ``TIME_BUDGET``: execution stopped at ``sandbox.problem_budget_s``; a partial matrix
+   would rank codes on the tests they happened to reach.
+5. ``SANDBOX_ERROR``: more than ``pairs.max_sandbox_error_frac`` of the cells are
    ``sandbox_error`` (infrastructure trouble), so the matrix cannot be trusted.
-4. ``ALL_FAIL``: no cell passed (A = 0): every score decays alike, nothing to prefer.
-5. ``ALL_PASS``: every executed cell passed (A = 1 once sandbox errors are set aside): no
-   negative exists. A ``sandbox_error`` cell is never a failure of the code, so it does not
-   make a code a negative.
+6. ``ALL_FAIL``: no cell passed (A = 0): every score decays alike, nothing to prefer.
+7. ``ALL_PASS``: every executed cell passed (A = 1 once sandbox errors are set aside): no
+   negative exists. A ``sandbox_error`` cell is never a failure of the code.
 
-The C⁺/C⁻ rules of §1.5 need a ranking and belong to pair selection. Pure Python.
+The rules that need a ranking (no correct or incorrect code, no distinct pair: §1.5) are
+pair selection's own and live in ``pipeline.pairing``. Pure Python.
 """
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
+from pipeline.config import JobSpec
 from pipeline.errors import ContractViolation
+from pipeline.problem_state import ProblemState
 from pipeline.records import CellStatus, SkipReason, StatusMatrix
 
 
+class Skip(NamedTuple):
+    """A rule that matched, and what to tell the user about it."""
+
+    reason: SkipReason
+    error: str | None = None
+
+
+def skip_before_ranking(state: ProblemState, spec: JobSpec) -> Skip | None:
+    """The first rule (see the module docstring) that keeps this problem from a pair."""
+    separate_tests_failed = state.test_completions == [] and bool(state.sampler_errors)
+    if not state.has_samples() or separate_tests_failed:
+        detail = "; ".join(state.sampler_errors[:3]) or "the sampler returned no completions"
+        return Skip(SkipReason.SAMPLER_ERROR, detail)
+    candidates = state.candidates
+    if candidates is None or not candidates.codes:
+        return Skip(SkipReason.NO_CODES)
+    if not candidates.tests:
+        return Skip(SkipReason.NO_TESTS)
+    if state.budget_exceeded:
+        return Skip(
+            SkipReason.TIME_BUDGET,
+            f"execution ran past the problem budget of {spec.sandbox.problem_budget_s} s",
+        )
+    if state.status is None:
+        raise ContractViolation(
+            f"problem {state.problem_id!r} reached ranking with candidates but no status "
+            "matrix; the execute stage did not run on it"
+        )
+    reason = skip_reason_for(state.status, max_sandbox_error_frac=spec.pairs.max_sandbox_error_frac)
+    return None if reason is None else Skip(reason)
+
+
 def skip_reason_for(status: StatusMatrix, *, max_sandbox_error_frac: float) -> SkipReason | None:
-    """Why this problem must be skipped before ranking, or ``None`` if it can be ranked.
+    """The matrix rules alone (``NO_CODES`` .. ``ALL_PASS`` without the sampler and budget).
 
     Args:
         status: ``status[i][j]`` is the outcome of code i against test j.

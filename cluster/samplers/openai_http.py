@@ -25,18 +25,9 @@ from typing import Any
 
 import httpx
 
-from cluster.samplers.base import (
-    SAMPLED_COLUMNS,
-    SampledRow,
-    SampleRequest,
-    SampleResult,
-    assemble,
-    batch_of,
-    plan_requests,
-    rows_of,
-)
 from pipeline.config import SamplerConfig
-from pipeline.records import Problem
+from pipeline.problem_state import ProblemState
+from pipeline.sampling import SampleRequest, SampleResult, assemble, plan_requests
 
 logger = logging.getLogger(__name__)
 
@@ -217,39 +208,36 @@ class OpenAISampler:
             error=f"POST {self._url}: gave up after {attempts} attempts; last: {last_error}",
         )
 
-    async def sample(self, index: int, problem: Problem) -> SampledRow:
-        """All samples of one problem, as its sampled row."""
-        requests = plan_requests(problem, self._config, self._job_id)
+    async def sample(self, state: ProblemState) -> ProblemState:
+        """All samples of one problem, added to its state."""
+        requests = plan_requests(state.problem, self._config, self._job_id)
         results = await asyncio.gather(*(self.request(r) for r in requests))
-        row = assemble(
-            index,
-            problem,
-            self._config,
-            results,
-            continuation=self._config.endpoint == "completions",
+        sampled = assemble(
+            state, self._config, results, continuation=self._config.endpoint == "completions"
         )
-        if row.sampler_errors:
+        if sampled.sampler_errors:
             logger.warning(
                 "job %s: problem %s: %d of %d samples failed; first: %s",
                 self._job_id,
-                problem.problem_id,
-                len(row.sampler_errors),
+                state.problem_id,
+                len(sampled.sampler_errors),
                 len(requests),
-                row.sampler_errors[0],
+                sampled.sampler_errors[0],
             )
-        return row
+        return sampled
 
-    async def sample_all(self, problems: Sequence[tuple[int, Problem]]) -> list[SampledRow]:
-        """Sampled rows of ``(index, problem)`` pairs, in the given order."""
-        return list(await asyncio.gather(*(self.sample(i, p) for i, p in problems)))
+    async def sample_all(self, states: Sequence[ProblemState]) -> list[ProblemState]:
+        """The states with their samples, in the given order."""
+        return list(await asyncio.gather(*(self.sample(state) for state in states)))
 
 
-class OpenAISamplerUDF:
-    """Ray Data UDF: source rows of problems → sampled rows, through ``OpenAISampler``.
+class OpenAISampleStage:
+    """Ray Data callable class: a batch of problems → the same problems with their samples.
 
-    A callable class, so each Ray actor keeps one event loop and one connection pool::
+    A class, so each Ray actor keeps one event loop and one connection pool; a batch of
+    several problems keeps every request slot busy::
 
-        ds.map_batches(OpenAISamplerUDF, concurrency=1,
+        ds.map_batches(OpenAISampleStage, concurrency=1,
                        fn_constructor_kwargs={"config": spec.sampler, "job_id": job_id})
 
     Requests in flight are bounded by ``max_concurrency`` per actor.
@@ -259,12 +247,9 @@ class OpenAISamplerUDF:
         self._sampler = OpenAISampler(config, job_id, **sampler_kwargs)
         self._loop = asyncio.new_event_loop()
 
-    def __call__(self, batch: Mapping[str, Any]) -> dict[str, list[Any]]:
-        items = [
-            (int(r["index"]), Problem.model_validate_json(r["record"])) for r in rows_of(batch)
-        ]
-        rows = self._loop.run_until_complete(self._sampler.sample_all(items))
-        return batch_of([r.to_ray_row() for r in rows], SAMPLED_COLUMNS)
+    def __call__(self, batch: Mapping[str, Any]) -> dict[str, list[ProblemState]]:
+        states = self._loop.run_until_complete(self._sampler.sample_all(list(batch["state"])))
+        return {"state": states}
 
     def close(self) -> None:
         """Close connections and the event loop."""

@@ -8,9 +8,12 @@ repeated prompts cost one prefill each.
 
 Pipeline::
 
-    source rows ──flat_map(expand_row)──► one row per sample ──processor──►
-    generated rows ──map(generation_row)──► slim rows
-    ──groupby("problem_id").map_groups(regroup_batch)──► sampled rows
+    {"state": ProblemState} ──flat_map(expand_row)──► one request row per sample
+    ──processor──► generated rows ──map(generation_row)──► slim rows
+    ──groupby("problem_id").map_groups(regroup_batch)──► {"state": ProblemState} with samples
+
+Request rows hold only plain columns (the state travels as JSON text beside them), since
+the processor's stages rebuild rows from their own columns.
 
 vLLM and ``ray.data.llm`` are imported only when the processor is built; everything else
 here is plain Python and is tested on CPU.
@@ -23,27 +26,19 @@ import importlib.util
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from cluster.samplers.base import (
-    SAMPLED_COLUMNS,
-    SampleRequest,
-    SampleResult,
-    SampleRole,
-    assemble,
-    batch_of,
-    plan_requests,
-    rows_of,
-)
+import numpy as np
+
 from pipeline.config import SamplerConfig
 from pipeline.errors import ConfigError, ContractViolation, SamplerUnavailable
-from pipeline.records import Problem
+from pipeline.problem_state import ProblemState
+from pipeline.sampling import SampleRequest, SampleResult, SampleRole, assemble, plan_requests
 
 if TYPE_CHECKING:
     import ray.data
 
 GENERATION_COLUMNS = (
     "problem_id",
-    "index",
-    "problem_json",
+    "state_json",
     "role",
     "sample_index",
     "request_prompt",
@@ -110,14 +105,13 @@ def expand_row(row: dict[str, Any], *, config: SamplerConfig, job_id: str) -> li
     Each request row holds the processor's inputs (``prompt`` or ``messages``, and
     ``sampling_params``) plus what regrouping needs (the problem and the sample's place).
     """
-    problem = Problem.model_validate_json(row["record"])
-    problem_json = problem.model_dump_json()
+    state: ProblemState = row["state"]
+    state_json = state.model_dump_json()
     out = []
-    for request in plan_requests(problem, config, job_id):
+    for request in plan_requests(state.problem, config, job_id):
         item: dict[str, Any] = {
-            "problem_id": problem.problem_id,
-            "index": int(row["index"]),
-            "problem_json": problem_json,
+            "problem_id": state.problem_id,
+            "state_json": state_json,
             "role": request.role.value,
             "sample_index": request.index,
             "request_prompt": request.prompt,
@@ -137,8 +131,7 @@ def generation_row(row: dict[str, Any]) -> dict[str, Any]:
     error = str(row.get(_ERROR_COLUMN) or "")
     return {
         "problem_id": row["problem_id"],
-        "index": int(row["index"]),
-        "problem_json": row["problem_json"],
+        "state_json": row["state_json"],
         "role": row["role"],
         "sample_index": int(row["sample_index"]),
         "request_prompt": row["request_prompt"],
@@ -148,8 +141,8 @@ def generation_row(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def regroup(rows: Sequence[Mapping[str, Any]], config: SamplerConfig) -> dict[str, Any]:
-    """The generated rows of one problem → its sampled row (``SAMPLED_COLUMNS``).
+def regroup(rows: Sequence[Mapping[str, Any]], config: SamplerConfig) -> ProblemState:
+    """The generated rows of one problem → its state with the samples.
 
     Raises:
         ContractViolation: the rows are empty or belong to several problems.
@@ -159,8 +152,7 @@ def regroup(rows: Sequence[Mapping[str, Any]], config: SamplerConfig) -> dict[st
     problem_ids = {r["problem_id"] for r in rows}
     if len(problem_ids) != 1:
         raise ContractViolation(f"regroup got rows of several problems: {sorted(problem_ids)}")
-    first = rows[0]
-    problem = Problem.model_validate_json(first["problem_json"])
+    state = ProblemState.model_validate_json(rows[0]["state_json"])
     results = [
         SampleResult(
             SampleRequest(
@@ -175,15 +167,27 @@ def regroup(rows: Sequence[Mapping[str, Any]], config: SamplerConfig) -> dict[st
         )
         for r in rows
     ]
-    sampled = assemble(
-        int(first["index"]), problem, config, results, continuation=config.endpoint != "chat"
-    )
-    return sampled.to_ray_row()
+    return assemble(state, config, results, continuation=config.endpoint != "chat")
 
 
 def regroup_batch(batch: Mapping[str, Any], *, config: SamplerConfig) -> dict[str, list[Any]]:
-    """Ray Data ``map_groups`` UDF: one problem's generated rows → one sampled row."""
-    return batch_of([regroup(rows_of(batch), config)], SAMPLED_COLUMNS)
+    """Ray Data ``map_groups`` UDF: one problem's generated rows → its state with samples."""
+    return {"state": [regroup(rows_of(batch), config)]}
+
+
+def rows_of(batch: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """A columnar numpy batch (``{column: array}``) as a list of plain row dicts."""
+    columns = list(batch)
+    length = len(batch[columns[0]]) if columns else 0
+    return [{c: _plain(batch[c][i]) for c in columns} for i in range(length)]
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return [_plain(v) for v in value.tolist()]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
 
 
 def _require_vllm() -> None:

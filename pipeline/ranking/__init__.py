@@ -1,7 +1,7 @@
-"""Rankers that score codes and tests from the pass matrix, and the skip rules before them.
+"""Rankers that score codes and tests from the pass matrix.
 
-``make_ranker(config)`` builds the ranker a job asks for; ``skip_reason_for(status)``
-decides first whether a problem can be ranked at all. Pure numpy: no I/O, no Ray.
+``make_ranker(config)`` builds the ranker a job asks for; ``pipeline.skip_rules`` decides
+first whether a problem can be ranked at all. Pure numpy: no I/O, no Ray.
 
     >>> import numpy as np
     >>> from pipeline.config import RankingConfig
@@ -19,7 +19,6 @@ from pipeline.ranking.base import (
     tie_break_order,
 )
 from pipeline.ranking.codet import CodeTRanker, top_group
-from pipeline.ranking.degenerate import skip_reason_for
 from pipeline.ranking.hits import HitsRanker
 from pipeline.ranking.pagerank import PageRankRanker
 from pipeline.ranking.passcount import PassCountRanker
@@ -32,7 +31,6 @@ __all__ = [
     "Ranker",
     "binary_matrix",
     "make_ranker",
-    "skip_reason_for",
     "tie_break_order",
     "top_group",
 ]

@@ -107,13 +107,14 @@ def format_summary(summary: BuildSummary) -> str:
 
 def load_spec_text(location: str) -> str:
     """Read a JobSpec file from a local path or a pyarrow filesystem URI."""
-    from cluster.shard_store import resolve_filesystem
+    from cluster.storage import read_text, resolve_uri
 
     if "://" not in location:
         return Path(location).read_text(encoding="utf-8")
-    fs, path = resolve_filesystem(location)
-    with fs.open_input_stream(path) as stream:
-        return bytes(stream.read()).decode("utf-8")
+    text = read_text(*resolve_uri(location))
+    if text is None:
+        raise FileNotFoundError(2, "no such JobSpec file", location)
+    return text
 
 
 def run(args: argparse.Namespace) -> int:

@@ -48,6 +48,15 @@ def test_tie_break_score_then_weighted_tests_then_sample_index() -> None:
     assert tie_break_order(scores, passed, [8, 1, 4, 0]) == [3, 1, 2, 0]
 
 
+def test_tie_break_treats_scores_a_rounding_apart_as_equal() -> None:
+    passed = np.array([[True, False], [True, True], [False, False]])
+    one = 1.0
+    scores = np.array([np.nextafter(one, 2.0), one, one * (1 - 1e-6)])
+    # Codes 0 and 1 are one ulp apart: a tie, so code 1 (more tests passed) goes first.
+    # Code 2 is a real millionth lower and stays last.
+    assert tie_break_order(scores, passed, [0, 1, 2]) == [1, 0, 2]
+
+
 def test_tie_break_is_stable_on_fully_equal_keys() -> None:
     passed = np.zeros((3, 1), dtype=bool)
     assert tie_break_order(np.zeros(3), passed, [0, 0, 0]) == [0, 1, 2]
@@ -130,7 +139,7 @@ def test_passcount_by_hand() -> None:
     [
         "pipeline.ranking",
         "pipeline.ranking.codet",
-        "pipeline.ranking.degenerate",
+        "pipeline.skip_rules",
         "pipeline.ranking.hits",
         "pipeline.ranking.pagerank",
         "pipeline.ranking.passcount",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pipeline.errors import ContractViolation
-from pipeline.ranking import skip_reason_for
+from pipeline.skip_rules import skip_reason_for
 from pipeline.records import CellStatus, SkipReason
 
 P, F, E, T, SB = (
