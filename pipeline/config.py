@@ -164,7 +164,14 @@ class PairsConfig(_Section):
     unfocused: Literal["drop", "keep"] = Field(
         default="drop",
         description="What to do with a pair whose mid exceeds `max_mid_frac`: drop it, or keep "
-        "it with spans covering the whole mid (trainer may treat it as plain DPO).",
+        "it with spans covering the whole mid and `focused` false (a trainer may treat it as "
+        "plain DPO).",
+    )
+    edit_at_end: Literal["flag", "drop"] = Field(
+        default="flag",
+        description="What to do with a pair whose codes differ only by code at the end of one "
+        "of them (the other's mid is empty, at its end; no shared line is put in a mid): keep "
+        "it with `focused` false, or drop it.",
     )
     max_rounds: int = Field(
         default=5, ge=1, le=20, description="Target-DPO: refinement rounds at most."

@@ -18,7 +18,7 @@ from typing import Literal
 
 from pipeline.records import FocusSpans
 
-DropReason = Literal["identical", "unfocused"]
+DropReason = Literal["identical", "unfocused", "edit_at_end"]
 """Why a pair has no usable focus spans."""
 
 
@@ -78,6 +78,9 @@ class SpanResult:
 
     spans: FocusSpans | None
     drop_reason: DropReason | None
+    focused: bool
+    """False for kept spans that do not isolate the error: a mid wider than allowed, or an
+    edit at the very end (see ``focus_spans``). A trainer may treat the pair as plain DPO."""
     prefix_len: int
     """Common prefix length p (before any widening)."""
     suffix_len: int
@@ -85,20 +88,14 @@ class SpanResult:
 
 
 def _widen_empty_mid(text: str, pos: int) -> tuple[int, int]:
-    """A non-empty span at or around the empty mid ``[pos, pos)`` of ``text``.
+    """The first line of the suffix, ``[pos, end of that line]`` (newline included).
 
-    The span is the first line of the suffix, ``[pos, end of that line]`` (newline
-    included): for a pure insertion/deletion that is the line where the missing or extra
-    code takes effect, and widening forward keeps the common prefix intact. When the
-    suffix is empty (the edit is at the very end), the span is the last line before
-    ``pos`` instead. Only an empty ``text`` leaves the span empty.
+    For a pure insertion or deletion, that line is where the missing or extra code takes
+    effect: the first token there is the one the code should not have produced. Widening
+    forward keeps the common prefix intact. Needs ``pos < len(text)`` (a suffix).
     """
-    if pos < len(text):
-        newline = text.find("\n", pos)
-        return pos, len(text) if newline == -1 else newline + 1
-    # The suffix is empty: take the line that ends at pos (its newline, if any, included).
-    line_start = text.rfind("\n", 0, max(pos - 1, 0)) + 1
-    return line_start, pos
+    newline = text.find("\n", pos)
+    return pos, len(text) if newline == -1 else newline + 1
 
 
 def focus_spans(
@@ -107,6 +104,7 @@ def focus_spans(
     *,
     max_mid_frac: float = 0.5,
     unfocused: Literal["drop", "keep"] = "drop",
+    edit_at_end: Literal["flag", "drop"] = "flag",
 ) -> SpanResult:
     """Prefix/mid/suffix spans of a chosen/rejected pair (ALGORITHMS.md §1.6, §5.3).
 
@@ -114,16 +112,23 @@ def focus_spans(
 
     1. identical strings: dropped (``identical``); there is nothing to prefer.
     2. a mid longer than ``max_mid_frac`` of its string (either side; mids measured before
-       widening): dropped (``unfocused``), or kept with the same spans when
-       ``unfocused="keep"`` (the trainer may then treat the pair as plain DPO).
-    3. exactly one mid empty (pure insertion or deletion): that mid is widened by
-       ``_widen_empty_mid`` and ``widened`` is set. The other side is untouched.
+       widening): dropped (``unfocused``), or kept with the same spans and ``focused``
+       false when ``unfocused="keep"`` (the trainer may then treat the pair as plain DPO).
+    3. exactly one mid empty at the very end of its string (one code is the other plus
+       code at the end): the decision that differs is where one code stops, the end of
+       sequence, which no character span holds. Widening back would put a line both codes
+       share in the mid, and on the rejected side push a correct line down. So the empty
+       mid stays empty, at the end, with ``focused`` false (``edit_at_end="flag"``), or
+       the pair is dropped (``edit_at_end``).
+    4. exactly one mid empty elsewhere (pure insertion or deletion): that mid is widened
+       forward by ``_widen_empty_mid`` and ``widened`` is set. The other side is untouched.
 
     Args:
         chosen: the preferred completion, exactly as stored.
         rejected: the dispreferred completion, exactly as stored.
         max_mid_frac: largest fraction of either string the mid may cover.
         unfocused: what to do with a pair breaking ``max_mid_frac``.
+        edit_at_end: what to do with a pair whose codes differ only by code at the end.
 
     Returns:
         A ``SpanResult`` whose spans are half-open Python ``str`` indices.
@@ -133,8 +138,14 @@ def focus_spans(
     (2, 4, True)
     """
     p, s = prefix_mid_suffix(chosen, rejected)
+
+    def dropped(reason: DropReason) -> SpanResult:
+        return SpanResult(
+            spans=None, drop_reason=reason, focused=False, prefix_len=p, suffix_len=s
+        )
+
     if chosen == rejected:
-        return SpanResult(spans=None, drop_reason="identical", prefix_len=p, suffix_len=s)
+        return dropped("identical")
     c_start, c_end = p, len(chosen) - s
     r_start, r_end = p, len(rejected) - s
 
@@ -146,16 +157,19 @@ def focus_spans(
         or frac(r_end - r_start, len(rejected)) > max_mid_frac
     )
     if too_wide and unfocused == "drop":
-        return SpanResult(spans=None, drop_reason="unfocused", prefix_len=p, suffix_len=s)
+        return dropped("unfocused")
+    # Both mids cannot be empty here: that would make the strings identical. An empty mid
+    # is at the end exactly when there is no common suffix.
+    empty_mid = c_start == c_end or r_start == r_end
+    at_end = empty_mid and s == 0
+    if at_end and edit_at_end == "drop":
+        return dropped("edit_at_end")
 
-    widened = False
-    # Both mids cannot be empty here: that would make the strings identical.
-    if c_start == c_end:
+    widened = empty_mid and not at_end
+    if widened and c_start == c_end:
         c_start, c_end = _widen_empty_mid(chosen, c_start)
-        widened = True
-    elif r_start == r_end:
+    elif widened:
         r_start, r_end = _widen_empty_mid(rejected, r_start)
-        widened = True
     spans = FocusSpans(
         chosen_mid_start=c_start,
         chosen_mid_end=c_end,
@@ -163,4 +177,10 @@ def focus_spans(
         rejected_mid_end=r_end,
         widened=widened,
     )
-    return SpanResult(spans=spans, drop_reason=None, prefix_len=p, suffix_len=s)
+    return SpanResult(
+        spans=spans,
+        drop_reason=None,
+        focused=not (too_wide or at_end),
+        prefix_len=p,
+        suffix_len=s,
+    )

@@ -129,7 +129,8 @@ def select_focused_pairs(
 
     on the completion strings, with ŝ = ``normalised_scores``. Pairs are tried best Diff
     first (ties: longer common length, then lower (i, j)); a pair whose spans
-    ``focus_spans`` drops (identical strings, unfocused) is skipped for the next one.
+    ``focus_spans`` drops (identical strings, unfocused, an edit at the end when
+    ``config.edit_at_end`` is ``drop``) is skipped for the next one.
     Up to ``config.pairs_per_problem`` pairs are taken; they are distinct (i, j), but a
     code may appear in several of them, since the best chosen code is usually the best
     partner for several rejected codes.
@@ -210,7 +211,11 @@ def select_focused_pairs(
     pairs: list[PreferencePair] = []
     for _, _, i, j in ranked:
         result = focus_spans(
-            texts[i], texts[j], max_mid_frac=config.max_mid_frac, unfocused=config.unfocused
+            texts[i],
+            texts[j],
+            max_mid_frac=config.max_mid_frac,
+            unfocused=config.unfocused,
+            edit_at_end=config.edit_at_end,
         )
         if result.spans is None:
             continue
@@ -223,6 +228,7 @@ def select_focused_pairs(
                 chosen=texts[i],
                 rejected=texts[j],
                 spans=result.spans,
+                focused=result.focused,
                 chosen_score=float(s_hat[i]),
                 rejected_score=float(s_hat[j]),
                 chosen_index=i,

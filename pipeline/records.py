@@ -62,7 +62,8 @@ class SkipReason(str, Enum):
     NO_CORRECT = "no_correct"
     NO_INCORRECT = "no_incorrect"
     NO_DISTINCT_PAIR = "no_distinct_pair"
-    """Every candidate pair was dropped by the span rules (identical or unfocused)."""
+    """Every candidate pair was dropped by the span rules (identical, unfocused, or an
+    edit at the end with ``pairs.edit_at_end: drop``)."""
     SAMPLER_ERROR = "sampler_error"
     TIME_BUDGET = "time_budget"
     NOT_REFINED = "not_refined"
@@ -250,6 +251,12 @@ class PreferencePair(BaseModel):
     chosen: str = Field(description="Preferred completion (the text after the prompt).")
     rejected: str = Field(description="Dispreferred completion.")
     spans: FocusSpans | None = Field(default=None, description="Focused-DPO prefix/mid/suffix.")
+    focused: bool = Field(
+        default=True,
+        description="False when the spans do not isolate the error (a mid wider than "
+        "`pairs.max_mid_frac` kept by `pairs.unfocused: keep`, or an edit at the very end "
+        "flagged by `pairs.edit_at_end: flag`): a trainer may treat the pair as plain DPO.",
+    )
     chosen_lines: list[LineSpan] | None = Field(
         default=None, description="Target-DPO: lines of `chosen` outside the line LCS (D+)."
     )

@@ -6,7 +6,24 @@ shard writer's job in ``cluster``. The pairs columns follow TRL's explicit-promp
 (DESIGN.md §3.5). Dict-valued fields (``parse_stats``, ``timings``) are stored as JSON
 strings, which every Parquet reader, ``datasets`` included, reads without surprises.
 
-Both schemas carry ``schema_version`` as a column and in the schema metadata.
+Both schemas carry ``schema_version`` as a column and in the schema metadata. Columns are
+only ever added within a schema version, never renamed or given a new meaning.
+
+The focus columns of a Focused-DPO pair, for a trainer that weights tokens (DESIGN.md §3.5,
+ALGORITHMS.md §1.6, §5.3):
+
+- ``chosen_mid_start``/``chosen_mid_end`` and ``rejected_mid_start``/``rejected_mid_end``:
+  half-open character offsets of the mid, the error-prone point, in ``chosen`` and
+  ``rejected``; before it lies the common prefix, after it the common suffix. Null for
+  Target-DPO pairs, which carry ``chosen_line_spans``/``rejected_line_spans`` instead.
+- ``spans_widened``: an empty mid (pure insertion or deletion) was widened forward to the
+  line where the edit takes effect. Null for Target-DPO pairs.
+- ``focused`` (bool, never null): false when the spans do not isolate the error, so the
+  pair should be trained as plain DPO: a mid wider than ``pairs.max_mid_frac`` kept by
+  ``pairs.unfocused: keep``, or codes that differ only by code at the end of one of them
+  (``pairs.edit_at_end: flag``; the other mid is then empty, at the end of its text).
+  Always true for Target-DPO pairs. Added in schema version 1; shards written before it
+  lack the column, and a reader may take its absence as true for every row.
 """
 
 from __future__ import annotations
@@ -52,6 +69,7 @@ PAIRS_SCHEMA = pa.schema(
         pa.field("rejected_mid_start", pa.int64()),
         pa.field("rejected_mid_end", pa.int64()),
         pa.field("spans_widened", pa.bool_()),
+        pa.field("focused", pa.bool_(), nullable=False),
         # Target-DPO: D+ and D- lines; null for Focused-DPO.
         pa.field("chosen_line_spans", pa.list_(LINE_SPAN_TYPE)),
         pa.field("rejected_line_spans", pa.list_(LINE_SPAN_TYPE)),
@@ -120,6 +138,7 @@ def _pair_row(pair: PreferencePair) -> dict[str, Any]:
         "rejected_mid_start": spans.rejected_mid_start if spans else None,
         "rejected_mid_end": spans.rejected_mid_end if spans else None,
         "spans_widened": spans.widened if spans else None,
+        "focused": pair.focused,
         "chosen_line_spans": _line_spans(pair.chosen_lines),
         "rejected_line_spans": _line_spans(pair.rejected_lines),
         "chosen_score": pair.chosen_score,
@@ -205,6 +224,7 @@ def pairs_from_table(table: pa.Table) -> list[PreferencePair]:
                 chosen=row["chosen"],
                 rejected=row["rejected"],
                 spans=spans,
+                focused=row["focused"],
                 chosen_lines=_line_spans_back(row["chosen_line_spans"]),
                 rejected_lines=_line_spans_back(row["rejected_line_spans"]),
                 chosen_score=row["chosen_score"],

@@ -47,13 +47,25 @@ def test_missing_line_widens_to_the_line_where_it_takes_effect():
     assert result.spans.widened
 
 
-def test_deletion_at_the_end_widens_to_the_last_line_before():
+def test_code_missing_at_the_end_never_pushes_a_shared_line_down():
+    # The rejected code stops where the chosen one goes on: its mistake is the end of
+    # sequence, not "a = 1\n", which both share and which must keep prefix weight.
     chosen, rejected = "a = 1\nb = 2\n", "a = 1\n"
     result = focus_spans(chosen, rejected, max_mid_frac=1.0)
-    assert result.spans is not None
-    assert (result.spans.rejected_mid_start, result.spans.rejected_mid_end) == (0, 6)
+    assert result.spans is not None and not result.focused
+    assert (result.spans.rejected_mid_start, result.spans.rejected_mid_end) == (6, 6)
     assert (result.spans.chosen_mid_start, result.spans.chosen_mid_end) == (6, 12)
-    assert result.spans.widened
+    assert not result.spans.widened
+    dropped = focus_spans(chosen, rejected, max_mid_frac=1.0, edit_at_end="drop")
+    assert dropped.spans is None and dropped.drop_reason == "edit_at_end"
+
+
+def test_code_added_at_the_end_is_flagged_too():
+    chosen, rejected = "a = 1\n", "a = 1\nprint(a)\n"
+    result = focus_spans(chosen, rejected, max_mid_frac=1.0)
+    assert result.spans is not None and not result.focused
+    assert (result.spans.chosen_mid_start, result.spans.chosen_mid_end) == (6, 6)
+    assert (result.spans.rejected_mid_start, result.spans.rejected_mid_end) == (6, 15)
 
 
 def test_wide_mid_is_dropped_or_kept_by_flag():
@@ -61,7 +73,7 @@ def test_wide_mid_is_dropped_or_kept_by_flag():
     dropped = focus_spans(chosen, rejected, max_mid_frac=0.5)
     assert dropped.spans is None and dropped.drop_reason == "unfocused"
     kept = focus_spans(chosen, rejected, max_mid_frac=0.5, unfocused="keep")
-    assert kept.spans is not None and kept.drop_reason is None
+    assert kept.spans is not None and kept.drop_reason is None and not kept.focused
     assert (kept.spans.chosen_mid_start, kept.spans.chosen_mid_end) == (0, len(chosen) - 1)
 
 
@@ -110,7 +122,10 @@ def test_focus_spans_are_consistent(chosen, rejected):
         assert (c0, c1) == orig_c and (r0, r1) == orig_r
         assert chosen[:c0] == rejected[:r0]
         assert chosen[c1:] == rejected[r1:]
-        assert c1 > c0 and r1 > r0
+        if result.focused:
+            assert c1 > c0 and r1 > r0
+        else:  # an edit at the very end: the empty mid stays empty, at the end
+            assert (c0 == c1 == len(chosen)) != (r0 == r1 == len(rejected))
         return
     # Exactly one original mid was empty; that side's span now contains its position and
     # stays within one line (newline included); the other side is untouched.
@@ -125,6 +140,9 @@ def test_focus_spans_are_consistent(chosen, rejected):
     if text:
         assert span[1] > span[0]
         assert "\n" not in text[span[0] : span[1] - 1]
+    # Widening only ever reaches forward, into the suffix: never into the shared prefix.
+    assert span[0] == pos < len(text)
+    assert result.focused
 
 
 @given(texts, texts, st.floats(min_value=0.01, max_value=1.0))

@@ -135,7 +135,25 @@ def test_only_identical_or_unfocused_pairs_give_no_distinct_pair():
     sel = _select(codes, [[1, 1], [1, 0]], [2.0, 1.0])
     assert sel.pairs == [] and sel.skip_reason is SkipReason.NO_DISTINCT_PAIR
     kept = _select(codes, [[1, 1], [1, 0]], [2.0, 1.0], unfocused="keep")
-    assert len(kept.pairs) == 1
+    [pair] = kept.pairs
+    assert not pair.focused
+
+
+def test_code_missing_at_the_end_is_flagged_or_dropped():
+    # The rejected code lacks the chosen one's last line; the next pair is a real focus.
+    codes = ["    x = a\n    return x + b\n", "    x = a\n", "    x = a\n    return x - b\n"]
+    passed = [[1, 1], [0, 0], [1, 0]]
+    config = {"pairs_per_problem": 2, "max_mid_frac": 1.0}
+    flagged = _select(codes, passed, [3.0, 1.0, 2.0], **config)
+    assert [(p.chosen_index, p.rejected_index, p.focused) for p in flagged.pairs] == [
+        (0, 2, True),
+        (0, 1, False),
+    ]
+    unflagged = flagged.pairs[1]
+    assert unflagged.spans is not None
+    assert unflagged.spans.rejected_mid_start == unflagged.spans.rejected_mid_end == 10
+    dropped = _select(codes, passed, [3.0, 1.0, 2.0], **config, edit_at_end="drop")
+    assert [(p.chosen_index, p.rejected_index) for p in dropped.pairs] == [(0, 2)]
 
 
 P, F, S = CellStatus.PASSED, CellStatus.FAILED, CellStatus.SANDBOX_ERROR

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -26,8 +25,6 @@ from pipeline.records import (
     TestCandidate,
 )
 from pipeline.shards import (
-    PAIRS_SCHEMA,
-    PROBLEMS_SCHEMA,
     pairs_from_table,
     pairs_table,
     problems_table,
@@ -67,13 +64,17 @@ def _pairs() -> list[PreferencePair]:
     versions = ["def f(x):\n    return x - 1\n", "def f(x):\n    return x + 1\n"]
     target = target_pair("T/1", "Write f.", versions, seed=0, job_id="job-1", generation=GEN)
     assert len(focused) == 1 and not isinstance(target, SkipReason)
-    spans = focus_spans("x = 1\ny = 2\n", "x = 1\n", max_mid_frac=1.0).spans
-    assert spans is not None and spans.widened
-    widened = PreferencePair.model_validate(
-        focused[0].model_dump()
-        | {"chosen": "x = 1\ny = 2\n", "rejected": "x = 1\n", "spans": spans}
-    )
-    return [*focused, target, widened]
+    widened = _pair_like(focused[0], "x = 1\ny = 2\nz = 3\n", "x = 1\nz = 3\n")
+    assert widened.spans is not None and widened.spans.widened and widened.focused
+    at_end = _pair_like(focused[0], "x = 1\ny = 2\n", "x = 1\n")
+    assert not at_end.focused
+    return [*focused, target, widened, at_end]
+
+
+def _pair_like(pair: PreferencePair, chosen: str, rejected: str) -> PreferencePair:
+    result = focus_spans(chosen, rejected, max_mid_frac=1.0)
+    update = {"chosen": chosen, "rejected": rejected, "spans": result.spans}
+    return pair.model_copy(update=update | {"focused": result.focused})
 
 
 def _outcomes() -> list[ProblemOutcome]:
@@ -96,24 +97,22 @@ def _outcomes() -> list[ProblemOutcome]:
     ]
 
 
-def test_pairs_table_has_the_schema_and_version_metadata():
+def test_pairs_table_rows():
     table = pairs_table(_pairs())
-    assert table.schema == PAIRS_SCHEMA
     assert table.schema.metadata[b"schema_version"] == SCHEMA_VERSION.encode()
-    assert table.num_rows == 3
-    row = table.slice(1, 1).to_pylist()[0]  # the Target-DPO pair
-    assert row["method"] == "target_dpo"
-    assert row["chosen_mid_start"] is None and row["spans_widened"] is None
-    assert row["rejected_line_spans"] == [{"line": 1, "start": 10, "end": 27}]
-    first = table.slice(0, 1).to_pylist()[0]
+    first, target, widened, at_end = table.to_pylist()
     assert first["chosen_line_spans"] is None
     assert (first["chosen_mid_start"], first["chosen_mid_end"]) == (13, 14)
     assert first["generator_model"] == "codegen-16B" and first["seed"] is None
-
-
-def test_empty_inputs_give_empty_tables_with_the_schema():
-    assert pairs_table([]).schema == PAIRS_SCHEMA and pairs_table([]).num_rows == 0
-    assert problems_table([]).schema == PROBLEMS_SCHEMA and problems_table([]).num_rows == 0
+    assert first["focused"] is True and first["spans_widened"] is False
+    assert target["method"] == "target_dpo"
+    assert target["chosen_mid_start"] is None and target["spans_widened"] is None
+    assert target["rejected_line_spans"] == [{"line": 1, "start": 10, "end": 27}]
+    assert target["focused"] is True
+    assert widened["spans_widened"] is True and widened["focused"] is True
+    # Code missing at the end of the rejected side: flagged, its mid empty at its end.
+    assert at_end["focused"] is False and at_end["spans_widened"] is False
+    assert at_end["rejected_mid_start"] == at_end["rejected_mid_end"] == len("x = 1\n")
 
 
 def test_pairs_round_trip_through_parquet(tmp_path):
@@ -122,7 +121,6 @@ def test_pairs_round_trip_through_parquet(tmp_path):
     pq.write_table(pairs_table(pairs), path)
     back = pq.read_table(path)
     assert back.schema.metadata[b"schema_version"] == SCHEMA_VERSION.encode()
-    assert back.schema.equals(PAIRS_SCHEMA)
     assert pairs_from_table(back) == pairs
 
 
@@ -136,7 +134,6 @@ def test_problems_table_round_trips_through_parquet(tmp_path):
     path = tmp_path / "problems.parquet"
     pq.write_table(problems_table(_outcomes()), path)
     rows = pq.read_table(path).to_pylist()
-    assert pq.read_schema(path).equals(PROBLEMS_SCHEMA)
     first, second = rows
     assert first["codes"] == [c.completion for c in CANDIDATES.codes]
     assert first["code_counts"] == [3, 1] and first["test_counts"] == [2, 1]
@@ -168,10 +165,12 @@ def test_datasets_reads_the_shards_as_trl_preference_data(tmp_path):
         split="train",
         cache_dir=str(tmp_path / "hf-cache"),
     )
-    assert ds.num_rows == 3
+    assert ds.num_rows == 4
     for name in ("prompt", "chosen", "rejected"):
         assert ds.features[name] == datasets.Value("string")
     assert ds.features["chosen_mid_start"] == datasets.Value("int64")
+    assert ds.features["focused"] == datasets.Value("bool")
+    assert ds["focused"] == [True, True, True, False]
     for row in ds:
         assert isinstance(row["chosen"], str) and isinstance(row["rejected"], str)
         if row["method"] == "focused_dpo":
@@ -198,9 +197,3 @@ def test_datasets_reads_the_shards_as_trl_preference_data(tmp_path):
         cache_dir=str(tmp_path / "hf-cache"),
     )
     assert sorted(problems["problem_id"]) == ["HumanEval/0", "HumanEval/1"]
-
-
-def test_pairs_schema_columns_follow_trl_and_the_design():
-    assert PAIRS_SCHEMA.names[3:6] == ["prompt", "chosen", "rejected"]
-    assert pa.types.is_list(PAIRS_SCHEMA.field("rejected_line_spans").type)
-    assert PROBLEMS_SCHEMA.field("status").type == pa.list_(pa.list_(pa.string()))
