@@ -109,9 +109,19 @@ class SandboxConfig(_Section):
         default="pairforge-sandbox:latest", description="Docker image of the sandbox."
     )
     timeout_s: float = Field(default=1.0, gt=0, le=60, description="Wall-clock limit per test.")
-    memory_mb: int = Field(default=512, ge=32, description="Memory limit per container.")
+    # The bounds are the sandbox's own (sandbox.limits.SandboxLimits, which pipeline may not
+    # import; a unit test compares them), so a spec that validates here also starts a
+    # container. pids must exceed the 32 processes a cell may fork, so the runner can fork.
+    memory_mb: int = Field(
+        default=512, ge=64, description="Memory limit per container, in MiB (at least 64)."
+    )
     cpus: float = Field(default=1.0, gt=0, description="CPU limit per container.")
-    pids: int = Field(default=128, ge=8, description="Process limit per container.")
+    pids: int = Field(
+        default=128,
+        ge=33,
+        description="Process limit per container (at least 33: a cell may have 32 processes "
+        "and the runner must still fork).",
+    )
     isolation: Literal["process", "shared"] = Field(
         default="process",
         description="`process`: each test in a fresh fork; `shared`: one process runs all "

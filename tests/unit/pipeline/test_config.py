@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 import pytest
+from annotated_types import Ge, Gt
+from pydantic import BaseModel, ValidationError
 
-from pipeline.config import JobSpec, SamplerKind, job_spec_from_yaml, parse_job_spec
+from pipeline.config import (
+    JobSpec,
+    SamplerKind,
+    SandboxConfig,
+    job_spec_from_yaml,
+    parse_job_spec,
+)
 from pipeline.errors import ConfigError, JobSpecError
+from sandbox.limits import SandboxLimits
 
 MINIMAL = {
     "source": {"path": "problems.jsonl"},
@@ -97,3 +106,29 @@ def test_spec_is_frozen() -> None:
     spec = parse_job_spec(MINIMAL)
     with pytest.raises(Exception, match="frozen"):
         spec.sampler.k = 3  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("field", ["memory_mb", "pids"])
+def test_sandbox_bounds_are_the_sandboxs_own(field: str) -> None:
+    # Every value the JobSpec accepts must start a container, and the JobSpec must not
+    # refuse what the sandbox takes: the lowest accepted value is the same in both.
+    lowest = _lowest(SandboxConfig, field)
+    SandboxLimits(**{field: lowest})
+    with pytest.raises(ValidationError):
+        SandboxLimits(**{field: lowest - 1})
+    with pytest.raises(JobSpecError, match=f"sandbox.{field}"):
+        parse_job_spec({**MINIMAL, "sandbox": {field: lowest - 1}})
+
+
+def test_sandbox_cpus_bound_is_the_sandboxs_own() -> None:
+    assert _bounds(SandboxConfig, "cpus") == _bounds(SandboxLimits, "cpus")
+
+
+def _bounds(model: type[BaseModel], field: str) -> list[Ge | Gt]:
+    return [m for m in model.model_fields[field].metadata if isinstance(m, Ge | Gt)]
+
+
+def _lowest(model: type[BaseModel], field: str) -> int:
+    (bound,) = _bounds(model, field)
+    assert isinstance(bound, Ge) and isinstance(bound.ge, int)
+    return bound.ge
