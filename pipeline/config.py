@@ -14,7 +14,7 @@ schema documents the API. Unknown fields are refused (``extra="forbid"``).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from enum import Enum
+from enum import StrEnum
 from typing import Any, Literal
 
 import yaml
@@ -45,7 +45,7 @@ class SourceConfig(_Section):
     )
 
 
-class SamplerKind(str, Enum):
+class SamplerKind(StrEnum):
     VLLM = "vllm"
     OPENAI = "openai"
     REPLAY = "replay"

@@ -16,14 +16,13 @@ so ``datasets.load_dataset("parquet", data_files="out/pairs/*.parquet")`` loads 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
 from datetime import datetime
 from pathlib import PurePosixPath
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from pipeline.records import SCHEMA_VERSION, ProblemOutcome
+from pipeline.records import SCHEMA_VERSION
 
 MANIFEST_FILE = "manifest.json"
 """Name of the manifest at the output root."""
@@ -87,29 +86,8 @@ class ManifestCounts(BaseModel):
         default_factory=dict, description="Problems without a pair, by skip reason."
     )
 
-    @classmethod
-    def of(cls, outcomes: Iterable[ProblemOutcome]) -> ManifestCounts:
-        """Counts of some problem outcomes (pairs counted by ``pairs_emitted``).
-
-        An outcome with an error but no skip reason is counted under ``error``.
-        """
-        problems = candidates = cells = pairs = 0
-        skips: Counter[str] = Counter()
-        for o in outcomes:
-            problems += 1
-            if o.candidates is not None:
-                candidates += len(o.candidates.codes) + len(o.candidates.tests)
-            cells += sum(len(row) for row in o.status)
-            pairs += o.pairs_emitted
-            if o.skip_reason is not None:
-                skips[o.skip_reason.value] += 1
-            elif o.error is not None:
-                skips["error"] += 1
-        return cls(
-            problems=problems, candidates=candidates, cells=cells, pairs=pairs, skips=dict(skips)
-        )
-
     def __add__(self, other: ManifestCounts) -> ManifestCounts:
+        """Totals of two disjoint sets of problems (units on disk plus units just written)."""
         skips = Counter(self.skips)
         skips.update(other.skips)
         return ManifestCounts(

@@ -7,7 +7,7 @@ DESIGN.md §3; the shard schema in ``pipeline.shards`` is built from them.
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -16,7 +16,7 @@ SCHEMA_VERSION = "1"
 """Version of the shard and record layout; bump it when a column changes meaning."""
 
 
-class PromptStyle(str, Enum):
+class PromptStyle(StrEnum):
     """How the model is asked for code."""
 
     COMPLETION = "completion"
@@ -25,14 +25,14 @@ class PromptStyle(str, Enum):
     """The model answers an instruction with fenced code blocks."""
 
 
-class PairMethod(str, Enum):
+class PairMethod(StrEnum):
     """Which preference method a pair is built for."""
 
     FOCUSED_DPO = "focused_dpo"
     TARGET_DPO = "target_dpo"
 
 
-class CellStatus(str, Enum):
+class CellStatus(StrEnum):
     """Outcome of one code run against one test (DESIGN.md §3.4)."""
 
     PASSED = "passed"
@@ -46,7 +46,7 @@ class CellStatus(str, Enum):
     """Infrastructure trouble; never counted as a failure of the code."""
 
 
-class SkipReason(str, Enum):
+class SkipReason(StrEnum):
     """Why a problem produced no pair."""
 
     NO_CODES = "no_codes"

@@ -2,24 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from pydantic import ValidationError
 
 from pipeline.config import parse_job_spec
-from pipeline.manifest import MANIFEST_FILE, Manifest, ManifestCounts, ShardInfo, shard_name
-from pipeline.records import (
-    SCHEMA_VERSION,
-    Candidates,
-    CellStatus,
-    CodeCandidate,
-    ProblemOutcome,
-    SkipReason,
-    TestCandidate,
-)
+from pipeline.manifest import Manifest, ManifestCounts, ShardInfo, shard_name
+from pipeline.records import SCHEMA_VERSION
 
-T0 = datetime(2025, 1, 1, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
 SHA = "ab" * 32
 
 
@@ -36,7 +28,6 @@ def test_shard_names_sort_by_unit_and_glob_per_table():
         "pairs/part-00009.parquet",
         "pairs/part-00010.parquet",
     ]
-    assert MANIFEST_FILE == "manifest.json"
 
 
 @pytest.mark.parametrize(("table", "unit"), [("pair", 0), ("pairs", -1)])
@@ -56,29 +47,15 @@ def test_sha256_must_be_hex():
         ShardInfo(path="pairs/p.parquet", table="pairs", unit=0, rows=0, bytes=0, sha256="xyz")
 
 
-def _outcome(pid: str, **kwargs) -> ProblemOutcome:
-    return ProblemOutcome(job_id="job", problem_id=pid, **kwargs)
-
-
-def test_counts_of_outcomes_are_hand_counted():
-    cands = Candidates(
-        problem_id="a",
-        codes=[CodeCandidate(completion=c, program=c, count=1, first_sample=0) for c in ("x", "y")],
-        tests=[TestCandidate(source=f"assert {t}", count=1, first_sample=0) for t in "pqr"],
+def test_counts_add_field_by_field_and_merge_skips():
+    on_disk = ManifestCounts(
+        problems=4, candidates=10, cells=12, pairs=2, skips={"all_pass": 1, "error": 1}
     )
-    status = [[CellStatus.PASSED] * 3, [CellStatus.FAILED] * 3]
-    outcomes = [
-        _outcome("a", candidates=cands, status=status, pairs_emitted=2),
-        _outcome("b", candidates=cands, status=status, skip_reason=SkipReason.ALL_PASS),
-        _outcome("c", skip_reason=SkipReason.SAMPLER_ERROR, error="503"),
-        _outcome("d", error="boom"),
-    ]
-    counts = ManifestCounts.of(outcomes)
-    assert (counts.problems, counts.candidates, counts.cells, counts.pairs) == (4, 10, 12, 2)
-    assert counts.skips == {"all_pass": 1, "sampler_error": 1, "error": 1}
-    total = counts + ManifestCounts.of(outcomes[1:2])
+    written = ManifestCounts(problems=1, candidates=5, cells=6, skips={"all_pass": 1, "x": 2})
+    total = on_disk + written
     assert (total.problems, total.candidates, total.cells, total.pairs) == (5, 15, 18, 2)
-    assert total.skips == {"all_pass": 2, "sampler_error": 1, "error": 1}
+    assert total.skips == {"all_pass": 2, "error": 1, "x": 2}
+    assert on_disk + ManifestCounts() == on_disk
 
 
 def test_manifest_round_trips_through_json_with_the_full_spec():

@@ -10,7 +10,6 @@ import pytest
 
 from pipeline.config import PairsConfig
 from pipeline.errors import ContractViolation
-from pipeline.line_diff import line_diff
 from pipeline.pairing import PairSelection, normalised_scores, select_focused_pairs, target_pair
 from pipeline.ranking import binary_matrix
 from pipeline.records import (
@@ -331,7 +330,10 @@ def test_target_pair_draws_differ_across_problems():
     for n in range(40):
         pair = target_pair(f"p/{n}", "", [V0, V1, V2], seed=0, job_id="j", generation=GEN)
         assert not isinstance(pair, SkipReason)
-        assert pair.chosen_lines == line_diff(pair.chosen, pair.rejected)[0]
+        # Every earlier version differs from V2 in its second line only (10 to 27).
+        assert pair.chosen_lines is not None and pair.rejected_lines is not None
+        assert [(s.line, s.start, s.end) for s in pair.chosen_lines] == [(1, 10, 27)]
+        assert [(s.line, s.start, s.end) for s in pair.rejected_lines] == [(1, 10, 27)]
         picks.add(pair.rejected_index)
     assert picks == {0, 1}
 
