@@ -13,13 +13,15 @@ import time
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 
-from cluster.samplers.base import SampleRequest, SampleRole
-from cluster.samplers.openai_http import OpenAISampler
+from cluster.samplers.openai_http import OpenAISampler, OpenAISampleStage
 from pipeline import prompts
 from pipeline.config import SamplerConfig
+from pipeline.problem_state import ProblemState
 from pipeline.records import Problem
+from pipeline.sampling import SampleRequest, SampleRole
 
 PROBLEM = Problem(problem_id="P/1", prompt="def inc(x):\n", entry_point="inc")
 
@@ -160,10 +162,76 @@ def test_sample_runs_k_code_and_k_test_requests_and_prefixes_the_tests():
         text = "inc(1) == 2\n" if prompt == prompts.test_prompt(PROBLEM) else "    return x+1\n"
         return httpx.Response(200, json={"choices": [{"text": text}]})
 
-    row = asyncio.run(_sampler(handler, k=3).sample(7, PROBLEM))
-    assert row.index == 7
-    assert row.code_completions == ["    return x+1\n"] * 3
-    assert row.test_completions == ["assert inc(1) == 2\n"] * 3
+    state = asyncio.run(_sampler(handler, k=3).sample(ProblemState(index=7, problem=PROBLEM)))
+    assert (state.index, state.problem) == (7, PROBLEM)
+    assert state.code_completions == ["    return x+1\n"] * 3
+    assert state.test_completions == ["assert inc(1) == 2\n"] * 3
+    assert state.sampler_errors == []
+
+
+def test_chat_answers_are_kept_as_the_model_wrote_them():
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            200, json={"choices": [{"message": {"content": "assert inc(1) == 2"}}]}
+        )
+
+    sampler = _sampler(handler, endpoint="chat")
+    state = asyncio.run(sampler.sample(ProblemState(index=0, problem=PROBLEM)))
+    assert state.test_completions == ["assert inc(1) == 2"]
+
+
+def test_a_sample_that_keeps_failing_is_listed_and_the_others_are_kept():
+    def handler(request: httpx.Request) -> httpx.Response:
+        if json.loads(request.content)["prompt"] == prompts.test_prompt(PROBLEM):
+            return httpx.Response(503, text="overloaded")
+        return httpx.Response(200, json={"choices": [{"text": "    return x+1\n"}]})
+
+    state = asyncio.run(_sampler(handler, k=2).sample(ProblemState(index=0, problem=PROBLEM)))
+    assert state.code_completions == ["    return x+1\n"] * 2
+    assert state.test_completions == []
+    assert len(state.sampler_errors) == 2
+    assert state.sampler_errors[0].startswith(
+        "test sample 0: POST http://model.test/v1/completions"
+    )
+    assert "gave up after 3 attempts" in state.sampler_errors[0]
+    assert "HTTP 503: overloaded" in state.sampler_errors[0]
+
+
+def test_sample_all_keeps_the_order_of_the_states():
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            200, json={"choices": [{"text": json.loads(request.content)["prompt"]}]}
+        )
+
+    problems = [Problem(problem_id=f"P/{i}", prompt=f"def f{i}():\n") for i in range(6)]
+    states = [ProblemState(index=i, problem=p) for i, p in enumerate(problems)]
+    sampled = asyncio.run(_sampler(handler).sample_all(states))
+    assert [(s.index, s.problem_id) for s in sampled] == [(i, f"P/{i}") for i in range(6)]
+    assert [s.code_completions for s in sampled] == [[prompts.code_prompt(p)] for p in problems]
+
+
+def test_the_ray_stage_maps_a_batch_of_states_to_the_same_states_sampled():
+    calls: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(json.loads(request.content)["prompt"])
+        return httpx.Response(200, json={"choices": [{"text": "    return 0\n"}]})
+
+    stage = OpenAISampleStage(
+        _config(k=2), "job", api_key="k", transport=httpx.MockTransport(handler)
+    )
+    try:
+        # Ray Data hands a batch as one numpy object array per column.
+        batch = {"state": np.array([ProblemState(index=i, problem=PROBLEM) for i in (3, 4)])}
+        out = stage(batch)
+        again = stage(batch)  # the actor's event loop and connections are reused
+    finally:
+        stage.close()
+    assert list(out) == ["state"]
+    assert [s.index for s in out["state"]] == [3, 4]
+    assert all(s.code_completions == ["    return 0\n"] * 2 for s in out["state"])
+    assert out["state"] == again["state"]
+    assert len(calls) == 2 * 2 * 2 * 2  # two calls x two problems x (2 code + 2 test)
 
 
 @pytest.mark.parametrize("env_value", [None, "sk-env"])

@@ -6,9 +6,9 @@ import importlib.util
 import random
 from typing import Any
 
+import numpy as np
 import pytest
 
-from cluster.samplers.base import SampledRow, SampleRole
 from cluster.samplers.vllm_processor import (
     GENERATION_COLUMNS,
     build_vllm_sampler,
@@ -18,15 +18,22 @@ from cluster.samplers.vllm_processor import (
     processor_config_kwargs,
     regroup,
     regroup_batch,
+    rows_of,
     sampling_params,
 )
-from cluster.sources import SourceRecord
 from pipeline import prompts
 from pipeline.config import SamplerConfig
 from pipeline.errors import ConfigError, ContractViolation, SamplerUnavailable
+from pipeline.problem_state import ProblemState
 from pipeline.records import Problem
+from pipeline.sampling import SampleRole
 
-PROBLEM = Problem(problem_id="P/1", prompt="def inc(x):\n", entry_point="inc")
+PROBLEM = Problem(
+    problem_id="P/1",
+    prompt="def inc(x):\n",
+    entry_point="inc",
+    metadata={"source": "unit", "n": 3, "tags": ["a"], "ratio": 0.5},
+)
 CONFIG = SamplerConfig(
     kind="vllm",
     model="tiny/model",
@@ -42,7 +49,7 @@ CONFIG = SamplerConfig(
 
 
 def _source_row(problem: Problem = PROBLEM, index: int = 4) -> dict[str, Any]:
-    return SourceRecord(index=index, line=index + 1, record=problem).to_ray_row()
+    return {"state": ProblemState(index=index, problem=problem, timings={"read": 0.5})}
 
 
 def test_engine_kwargs_turn_prefix_caching_on_and_pass_engine_options_through():
@@ -99,7 +106,7 @@ def test_each_problem_expands_into_one_request_row_per_sample_with_its_own_seed(
         "max_tokens": 64,
         "seed": seeds[0],
     }
-    assert all(r["index"] == 4 and r["problem_id"] == "P/1" for r in rows)
+    assert all(r["problem_id"] == "P/1" for r in rows)
     assert sampling_params(CONFIG, 11)["seed"] == 11
 
 
@@ -134,11 +141,13 @@ def test_generated_rows_regroup_into_the_problem_row_in_sample_order():
     generated = [_generated(r, texts[(r["role"], r["sample_index"])]) for r in requests]
     assert set(generated[0]) == set(GENERATION_COLUMNS)
     random.Random(1).shuffle(generated)  # a groupby does not keep order
-    row = SampledRow.from_ray_row(regroup(generated, CONFIG))
-    assert row.index == 4 and row.problem == PROBLEM
-    assert row.code_completions == ["    return x + 1\n", "    return x\n"]
-    assert row.test_completions == ["assert inc(1) == 2\n", "assert inc(0) == 1\n"]
-    assert row.sampler_errors == []
+    state = regroup(generated, CONFIG)
+    # Everything the state held before sampling comes back with it, metadata types intact.
+    assert (state.index, state.problem, state.timings) == (4, PROBLEM, {"read": 0.5})
+    assert state.problem.metadata == {"source": "unit", "n": 3, "tags": ["a"], "ratio": 0.5}
+    assert state.code_completions == ["    return x + 1\n", "    return x\n"]
+    assert state.test_completions == ["assert inc(1) == 2\n", "assert inc(0) == 1\n"]
+    assert state.sampler_errors == []
 
 
 def test_an_engine_error_on_a_sample_becomes_a_sampler_error_of_its_problem():
@@ -147,23 +156,48 @@ def test_an_engine_error_on_a_sample_becomes_a_sampler_error_of_its_problem():
         _generated(r, "x", error="ValueError: prompt too long" if r["role"] == "test" else "")
         for r in requests
     ]
-    row = SampledRow.from_ray_row(regroup(generated, CONFIG))
-    assert row.code_completions == ["x", "x"]
-    assert row.test_completions == []
-    assert row.sampler_errors == [
+    state = regroup(generated, CONFIG)
+    assert state.code_completions == ["x", "x"]
+    assert state.test_completions == []
+    assert state.sampler_errors == [
         "test sample 0: vLLM: ValueError: prompt too long",
         "test sample 1: vLLM: ValueError: prompt too long",
     ]
 
 
 def test_regroup_batch_takes_the_numpy_batch_of_one_group():
-    np = pytest.importorskip("numpy")
-    requests = expand_row(_source_row(), config=CONFIG.model_copy(update={"k": 1}), job_id="j")
+    one = CONFIG.model_copy(update={"k": 1})
+    requests = expand_row(_source_row(), config=one, job_id="j")
     generated = [_generated(r, "t") for r in requests]
-    batch = {c: np.array([g[c] for g in generated], dtype=object) for c in GENERATION_COLUMNS}
-    out = regroup_batch(batch, config=CONFIG.model_copy(update={"k": 1}))
-    assert out["code_completions"] == [["t"]]
-    assert out["test_completions"] == [["assert t"]]
+    # What map_groups hands a UDF: one numpy array per column, numbers as numpy scalars.
+    batch: dict[str, Any] = {
+        c: np.array([g[c] for g in generated], dtype=object) for c in GENERATION_COLUMNS
+    }
+    batch["sample_index"] = np.array([g["sample_index"] for g in generated], dtype=np.int64)
+    batch["seed"] = np.array([g["seed"] for g in generated], dtype=np.int64)
+    out = regroup_batch(batch, config=one)
+    (state,) = out["state"]
+    assert isinstance(state, ProblemState) and state.index == 4
+    assert state.code_completions == ["t"]
+    assert state.test_completions == ["assert t"]
+
+
+def test_rows_of_turns_numpy_columns_into_plain_python_rows():
+    batch = {
+        "n": np.array([1, 2], dtype=np.int64),
+        "texts": np.array(
+            [np.array(["a", "b"], dtype=object), np.array([], dtype=object)], dtype=object
+        ),
+    }
+    rows = rows_of(batch)
+    assert rows == [{"n": 1, "texts": ["a", "b"]}, {"n": 2, "texts": []}]
+    assert type(rows[0]["n"]) is int and type(rows[0]["texts"]) is list
+    assert rows_of({}) == []
+
+
+def test_regroup_refuses_an_empty_group():
+    with pytest.raises(ContractViolation, match="no rows"):
+        regroup([], CONFIG)
 
 
 def test_regroup_refuses_rows_of_several_problems():
@@ -180,8 +214,15 @@ def test_joint_mode_regroups_into_completions():
     config = CONFIG.model_copy(update={"prompt_mode": "joint"})
     requests = expand_row(_source_row(), config=config, job_id="job")
     assert {r["role"] for r in requests} == {SampleRole.JOINT.value}
-    row = SampledRow.from_ray_row(regroup([_generated(r, "j") for r in requests], config))
-    assert row.completions == ["j", "j"] and row.code_completions is None
+    state = regroup([_generated(r, "j") for r in requests], config)
+    assert state.completions == ["j", "j"] and state.code_completions is None
+
+
+def test_chat_answers_for_tests_get_no_assert_prefix():
+    config = CONFIG.model_copy(update={"endpoint": "chat"})
+    requests = expand_row(_source_row(), config=config, job_id="job")
+    state = regroup([_generated(r, "assert inc(1) == 2") for r in requests], config)
+    assert state.test_completions == ["assert inc(1) == 2"] * 2
 
 
 @pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vLLM is installed here")
