@@ -195,6 +195,28 @@ class RankingResult(BaseModel):
     iterations: int = Field(default=0, ge=0, description="Iterations the ranker ran.")
 
 
+class PassGraphStats(BaseModel):
+    """How the candidates of one problem agree, from its code–test pass graph.
+
+    Computed by ``pipeline.ranking.graph.pass_graph_stats``; codes and tests in no passing
+    cell count in neither figure.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    components: int = Field(
+        ge=0,
+        description="Connected components of the pass graph: groups of codes and tests that "
+        "share no passing cell with each other.",
+    )
+    consensus_sets: int = Field(
+        ge=0, description="Distinct non-empty sets of passed tests (CodeT's consensus sets)."
+    )
+    largest_consensus_samples: int = Field(
+        ge=0, description="Samples behind the codes of the largest consensus set."
+    )
+
+
 class FocusSpans(BaseModel):
     """Where the error-prone point lies in a chosen/rejected pair (ALGORITHMS.md §1.6, §5.3).
 
@@ -288,6 +310,9 @@ class ProblemOutcome(BaseModel):
         default_factory=list, description="Status of every code against every test."
     )
     ranking: RankingResult | None = Field(default=None, description="Ranker output, if ranked.")
+    pass_graph: PassGraphStats | None = Field(
+        default=None, description="Components and consensus sets of the pass graph, if ranked."
+    )
     pairs_emitted: int = Field(default=0, ge=0, description="Pairs written for this problem.")
     skip_reason: SkipReason | None = Field(
         default=None, description="Why no pair was written, if none was."

@@ -102,6 +102,9 @@ PROBLEMS_SCHEMA = pa.schema(
         pa.field("code_scores", pa.list_(pa.float64())),
         pa.field("test_scores", pa.list_(pa.float64())),
         pa.field("ranker", pa.string()),
+        pa.field("pass_graph_components", pa.int64()),
+        pa.field("consensus_sets", pa.int64()),
+        pa.field("largest_consensus_samples", pa.int64()),
         pa.field("pairs_emitted", pa.int64(), nullable=False),
         pa.field("skip_reason", pa.string()),
         pa.field("error", pa.string()),
@@ -114,7 +117,9 @@ PROBLEMS_SCHEMA = pa.schema(
 """One row per problem: candidates (completions), the status matrix, scores, skip reason.
 
 ``status[i][j]`` is the ``CellStatus`` value of code i against test j; ``parse_stats``
-and ``timings`` are JSON objects (``{"sample": 1.2, ...}``).
+and ``timings`` are JSON objects (``{"sample": 1.2, ...}``). ``pass_graph_components``,
+``consensus_sets`` and ``largest_consensus_samples`` describe how the candidates agree
+(``PassGraphStats``); like the scores they are null for a problem that was not ranked.
 """
 
 
@@ -162,7 +167,7 @@ def pairs_table(pairs: Sequence[PreferencePair]) -> pa.Table:
 
 
 def _problem_row(outcome: ProblemOutcome) -> dict[str, Any]:
-    cands, ranking = outcome.candidates, outcome.ranking
+    cands, ranking, graph = outcome.candidates, outcome.ranking, outcome.pass_graph
     return {
         "job_id": outcome.job_id,
         "problem_id": outcome.problem_id,
@@ -174,6 +179,9 @@ def _problem_row(outcome: ProblemOutcome) -> dict[str, Any]:
         "code_scores": ranking.code_scores if ranking else None,
         "test_scores": ranking.test_scores if ranking else None,
         "ranker": ranking.ranker if ranking else None,
+        "pass_graph_components": graph.components if graph else None,
+        "consensus_sets": graph.consensus_sets if graph else None,
+        "largest_consensus_samples": graph.largest_consensus_samples if graph else None,
         "pairs_emitted": outcome.pairs_emitted,
         "skip_reason": outcome.skip_reason.value if outcome.skip_reason else None,
         "error": outcome.error,

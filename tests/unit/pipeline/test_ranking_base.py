@@ -139,6 +139,7 @@ def test_passcount_by_hand() -> None:
     [
         "pipeline.ranking",
         "pipeline.ranking.codet",
+        "pipeline.ranking.graph",
         "pipeline.skip_rules",
         "pipeline.ranking.hits",
         "pipeline.ranking.pagerank",

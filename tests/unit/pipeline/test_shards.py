@@ -18,6 +18,7 @@ from pipeline.records import (
     CellStatus,
     CodeCandidate,
     GenerationInfo,
+    PassGraphStats,
     PreferencePair,
     ProblemOutcome,
     RankingResult,
@@ -85,6 +86,7 @@ def _outcomes() -> list[ProblemOutcome]:
             candidates=CANDIDATES,
             status=STATUS,
             ranking=RANKING,
+            pass_graph=PassGraphStats(components=1, consensus_sets=2, largest_consensus_samples=3),
             pairs_emitted=1,
             timings={"sample": 0.5, "execute": 1.25},
         ),
@@ -140,10 +142,13 @@ def test_problems_table_round_trips_through_parquet(tmp_path):
     assert first["tests"] == ["assert add(1, 1) == 2", "assert add(0, 0) == 0"]
     assert first["status"] == [["passed", "passed"], ["failed", "passed"]]
     assert first["code_scores"] == [2.0, 1.0] and first["ranker"] == "pagerank"
+    assert first["pass_graph_components"] == 1 and first["consensus_sets"] == 2
+    assert first["largest_consensus_samples"] == 3
     assert json.loads(first["parse_stats"]) == {"no_code_block": 1}
     assert json.loads(first["timings"]) == {"execute": 1.25, "sample": 0.5}
     assert first["skip_reason"] is None and first["pairs_emitted"] == 1
     assert second["codes"] == [] and second["status"] == [] and second["code_scores"] is None
+    assert second["pass_graph_components"] is None and second["consensus_sets"] is None
     assert second["skip_reason"] == "sampler_error"
     assert second["error"] == "endpoint returned 503 five times"
 
