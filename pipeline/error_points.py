@@ -140,9 +140,7 @@ def focus_spans(
     p, s = prefix_mid_suffix(chosen, rejected)
 
     def dropped(reason: DropReason) -> SpanResult:
-        return SpanResult(
-            spans=None, drop_reason=reason, focused=False, prefix_len=p, suffix_len=s
-        )
+        return SpanResult(spans=None, drop_reason=reason, focused=False, prefix_len=p, suffix_len=s)
 
     if chosen == rejected:
         return dropped("identical")
