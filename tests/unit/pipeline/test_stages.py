@@ -182,7 +182,13 @@ def test_a_normal_problem_is_ranked_and_gives_a_focused_pair_of_right_over_wrong
     chosen_mid = pair.chosen[pair.spans.chosen_mid_start : pair.spans.chosen_mid_end]
     rejected_mid = pair.rejected[pair.spans.rejected_mid_start : pair.spans.rejected_mid_end]
     assert (chosen_mid, rejected_mid) == ("+", "-")
-    assert pair.generation == generation_info(spec(), pair.generation.seed)
+    assert (pair.generation.sampler, pair.generation.k) == ("replay", 3)
+
+
+def test_the_seed_recorded_with_a_pair_is_stable_within_a_job_and_differs_across_jobs():
+    state = executed([[P, P, P], [F, F, F]])
+    seeds = [rank_step(state, spec(), job_id=job).pairs[0].generation.seed for job in "aab"]
+    assert seeds[0] is not None and seeds[0] == seeds[1] != seeds[2]
 
 
 def test_the_ranker_of_the_spec_is_used():
