@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import PurePath
 from typing import Any
@@ -31,6 +31,7 @@ from sqlalchemy import (
     func,
     or_,
     select,
+    type_coerce,
     update,
 )
 from sqlalchemy.engine import Engine
@@ -94,6 +95,9 @@ class StoredJob:
     updated_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    damage: str | None = None
+    """Why the stored row could not be read as written, when it could not; such a job is
+    shown as failed (with the reason as its error) and never resumed."""
 
 
 _UPDATABLE = frozenset(
@@ -114,32 +118,92 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def _aware(value: datetime | None) -> datetime | None:
+_EPOCH = datetime.fromtimestamp(0, UTC)
+"""Shown for a damaged record's missing creation or update time."""
+
+# Rows are read back as stored, past SQLAlchemy's conversions (a malformed timestamp makes
+# its DateTime type raise while fetching): one row that a hand edit or an older version
+# left malformed is listed as damaged instead of failing every listing.
+_RAW_COLUMNS = (
+    _JobRow.id,
+    _JobRow.name,
+    _JobRow.state,
+    _JobRow.spec_json,
+    _JobRow.output_dir,
+    _JobRow.submission_id,
+    type_coerce(_JobRow.attempts, String).label("attempts"),
+    _JobRow.error,
+    _JobRow.progress_json,
+    *(
+        type_coerce(getattr(_JobRow, name), String).label(name)
+        for name in ("created_at", "updated_at", "started_at", "finished_at")
+    ),
+)
+
+
+def _when(values: Mapping[str, Any], name: str, damage: list[str]) -> datetime | None:
+    value = values[name]
+    if value is None or isinstance(value, datetime):
+        moment = value
+    else:
+        try:
+            moment = datetime.fromisoformat(str(value))
+        except ValueError:
+            damage.append(f"{name} {str(value)[:40]!r} is not a time")
+            return None
     # SQLite keeps no time zone; every timestamp we write is UTC.
-    if value is None or value.tzinfo is not None:
-        return value
-    return value.replace(tzinfo=UTC)
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
 
 
-def _stored(row: _JobRow) -> StoredJob:
-    created = _aware(row.created_at)
-    updated = _aware(row.updated_at)
-    if created is None or updated is None:  # columns are NOT NULL; keeps mypy honest
-        raise StorageError(f"job {row.id} has no creation or update time in the store")
+def _text(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def _stored(row: Any) -> StoredJob:
+    """A job from a row of ``_RAW_COLUMNS``, damaged columns named in ``damage``."""
+    values: Mapping[str, Any] = row._mapping
+    job_id = _text(values["id"])
+    damage: list[str] = []
+    try:
+        state = JobState(values["state"])
+    except ValueError:
+        damage.append(f"state {_text(values['state'])[:40]!r} is not a job state")
+        state = JobState.FAILED
+    try:
+        attempts = int(values["attempts"])
+    except (TypeError, ValueError):
+        damage.append(f"attempts {_text(values['attempts'])[:40]!r} is not a number")
+        attempts = 0
+    created, updated, started, finished = (
+        _when(values, name, damage)
+        for name in ("created_at", "updated_at", "started_at", "finished_at")
+    )
+    error = None if values["error"] is None else _text(values["error"])
+    progress = values["progress_json"]
+    if damage:
+        shown = "; ".join(damage)
+        state = JobState.FAILED
+        error = (
+            f"the stored record of job {job_id} is damaged ({shown}); it is shown as failed "
+            "and cannot be resumed: submit the job again"
+        )
     return StoredJob(
-        id=row.id,
-        name=row.name,
-        state=JobState(row.state),
-        spec_json=row.spec_json,
-        output_dir=row.output_dir,
-        submission_id=row.submission_id,
-        attempts=row.attempts,
-        error=row.error,
-        progress_json=row.progress_json,
-        created_at=created,
-        updated_at=updated,
-        started_at=_aware(row.started_at),
-        finished_at=_aware(row.finished_at),
+        id=job_id,
+        name=_text(values["name"]),
+        state=state,
+        spec_json=_text(values["spec_json"]),
+        output_dir=_text(values["output_dir"]),
+        submission_id=_text(values["submission_id"]),
+        attempts=attempts,
+        error=error,
+        progress_json=None if progress is None else _text(progress),
+        created_at=created or _EPOCH,
+        updated_at=updated or created or _EPOCH,
+        started_at=started,
+        finished_at=finished,
+        damage="; ".join(damage) or None,
     )
 
 
@@ -214,7 +278,21 @@ class JobStore:
             raise OutputInUse(job.output_dir, *self._owner_of(job.output_dir)) from exc
         except SQLAlchemyError as exc:
             raise StorageError(f"cannot store job {job.id}: {exc}") from exc
-        return _stored(row)
+        return StoredJob(
+            id=job.id,
+            name=job.name,
+            state=JobState.QUEUED,
+            spec_json=job.spec_json,
+            output_dir=job.output_dir,
+            submission_id="",
+            attempts=0,
+            error=None,
+            progress_json=None,
+            created_at=now,
+            updated_at=now,
+            started_at=None,
+            finished_at=None,
+        )
 
     @staticmethod
     def _overlapping(session: Session, output_dir: str) -> tuple[str, str] | None:
@@ -249,12 +327,16 @@ class JobStore:
     def get(self, job_id: str) -> StoredJob:
         try:
             with self._sessions() as session:
-                row = session.get(_JobRow, job_id)
-                if row is None:
-                    raise KeyError(job_id)
-                return _stored(row)
+                return self._read(session, job_id)
         except SQLAlchemyError as exc:
             raise StorageError(f"cannot read job {job_id}: {exc}") from exc
+
+    @staticmethod
+    def _read(session: Session, job_id: str) -> StoredJob:
+        row = session.execute(select(*_RAW_COLUMNS).where(_JobRow.id == job_id)).first()
+        if row is None:
+            raise KeyError(job_id)
+        return _stored(row)
 
     def update(self, job_id: str, *, read: StoredJob | None = None, **changes: Any) -> StoredJob:
         """Change some columns (``state``, ``error``, ...), and ``updated_at`` if one differs.
@@ -295,17 +377,14 @@ class JobStore:
                     .execute(statement.values(**changes, updated_at=updated_at))
                     .rowcount
                 )
-                row = session.get(_JobRow, job_id)
-                if row is None:
-                    raise KeyError(job_id)
+                now = self._read(session, job_id)
                 if not matched:
-                    now = _stored(row)
                     raise JobChanged(
                         f"job {job_id} changed meanwhile: it is now {now.state.value} "
                         f"(run {now.submission_id or 'none'}, attempt {now.attempts})",
                         job_id=job_id,
                     )
-                return _stored(row)
+                return now
         except SQLAlchemyError as exc:
             raise StorageError(f"cannot update job {job_id}: {exc}") from exc
 
@@ -313,7 +392,7 @@ class JobStore:
         self, *, offset: int = 0, limit: int = 100, state: JobState | None = None
     ) -> tuple[list[StoredJob], int]:
         """A page of jobs, newest first, and how many jobs match in all."""
-        query = select(_JobRow)
+        query = select(*_RAW_COLUMNS)
         counted = select(func.count()).select_from(_JobRow)
         if state is not None:
             query = query.where(_JobRow.state == state.value)
@@ -321,7 +400,7 @@ class JobStore:
         query = query.order_by(_JobRow.created_at.desc(), _JobRow.id).offset(offset).limit(limit)
         try:
             with self._sessions() as session:
-                rows = session.scalars(query).all()
+                rows = session.execute(query).all()
                 total = session.scalar(counted) or 0
                 return [_stored(r) for r in rows], int(total)
         except SQLAlchemyError as exc:
@@ -332,7 +411,7 @@ class JobStore:
         live = [JobState.QUEUED.value, JobState.RUNNING.value]
         try:
             with self._sessions() as session:
-                rows = session.scalars(select(_JobRow).where(_JobRow.state.in_(live))).all()
+                rows = session.execute(select(*_RAW_COLUMNS).where(_JobRow.state.in_(live))).all()
                 return [_stored(r) for r in rows]
         except SQLAlchemyError as exc:
             raise StorageError(f"cannot list unfinished jobs: {exc}") from exc
@@ -348,7 +427,10 @@ class JobStore:
         except SQLAlchemyError as exc:
             raise StorageError(f"cannot count jobs: {exc}") from exc
         for state, n in rows:
-            counts[JobState(state)] = int(n)
+            try:
+                counts[JobState(state)] += int(n)
+            except ValueError:  # a damaged record, shown as failed
+                counts[JobState.FAILED] += int(n)
         return counts
 
     def all_progress(self) -> list[str]:

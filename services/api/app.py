@@ -14,22 +14,24 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 from fastapi import Depends, FastAPI
 from fastapi.concurrency import run_in_threadpool
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, JSONResponse
+from sqlalchemy.engine import make_url
 
 from pipeline.errors import InfrastructureError
 from pipeline.ports import JobLauncher
+from services.api.body_limit import BodySizeLimit
 from services.api.deps import ServiceState, require_token
 from services.api.errors import install_error_handlers
+from services.api.lifecycle import SubmissionRules
 from services.api.reconcile import Reconciler
 from services.api.routes import health, jobs, metrics
-from services.api.schemas import JobCreate
 from services.api.settings import Settings
+from services.api.submission import InputChecker, Locations
+from services.input_roots import resolve_input_roots
 from services.output_root import resolve_root
 from services.store import JobStore
 
@@ -46,19 +48,15 @@ def _startup_reconcile(state: ServiceState) -> None:
     logger.info("reconciled %d unfinished job(s) with Ray", seen)
 
 
-def _openapi_with_job_bodies(app: FastAPI) -> dict[str, Any]:
-    # POST /jobs reads its body itself (to bound its size and name unknown fields), so
-    # FastAPI does not see JobCreate/JobSpec; add their schemas for the documented body.
-    if app.openapi_schema is None:
-        schema = get_openapi(
-            title=app.title, version=app.version, description=app.description, routes=app.routes
-        )
-        components = schema.setdefault("components", {}).setdefault("schemas", {})
-        body = JobCreate.model_json_schema(ref_template="#/components/schemas/{model}")
-        components.update(body.pop("$defs", {}))
-        components["JobCreate"] = body
-        app.openapi_schema = schema
-    return app.openapi_schema
+def _database_files(url: str, cwd: Path) -> frozenset[Path]:
+    """The files of a SQLite job store (never a job's input, even under an input root)."""
+    parsed = make_url(url)
+    if not parsed.drivername.startswith("sqlite") or not parsed.database:
+        return frozenset()
+    database = (cwd / parsed.database).resolve()
+    return frozenset(
+        database.with_name(database.name + suffix) for suffix in ("", "-wal", "-shm", "-journal")
+    )
 
 
 def create_app(
@@ -74,12 +72,23 @@ def create_app(
     """
     base = (cwd or Path.cwd()).resolve()
     store = JobStore(settings.database_url)
+    output_root = resolve_root(settings.output_root, cwd=base)
+    where = Locations(
+        output_root=output_root,
+        input_roots=resolve_input_roots(settings.input_roots, cwd=base),
+        cwd=base,
+        private=_database_files(settings.database_url, base),
+    )
+    inputs = InputChecker(
+        timeout_s=settings.validation_timeout_s, at_once=settings.validations_at_once
+    )
     state = ServiceState(
         settings=settings,
         store=store,
-        output_root=resolve_root(settings.output_root, cwd=base),
+        output_root=output_root,
         cwd=base,
         reconciler=Reconciler(store, interval_s=settings.reconcile_interval_s),
+        rules=SubmissionRules(where=where, limits=settings.limits, inputs=inputs),
         metrics=metrics.metrics_registry(store),
         launcher=launcher,
     )
@@ -102,10 +111,10 @@ def create_app(
     )
     app.state.pairforge = state
     install_error_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.include_router(jobs.router)
     app.include_router(health.router)
     app.include_router(metrics.router)
-    app.openapi = lambda: _openapi_with_job_bodies(app)  # type: ignore[method-assign]
 
     @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(require_token)])
     async def openapi() -> JSONResponse:

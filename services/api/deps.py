@@ -1,6 +1,6 @@
-"""Dependencies of the route handlers: the service's state, store, launcher and auth.
+"""Dependencies of the route handlers: the service's state, job service, launcher and auth.
 
-The ``Annotated`` aliases (``StoreDep``, ``LauncherDep`` ...) are the injection seam: tests
+The ``Annotated`` aliases (``JobsDep``, ``LauncherDep`` ...) are the injection seam: tests
 replace ``get_launcher`` through ``app.dependency_overrides`` with a fake ``JobLauncher``.
 Ray is imported only when the first real launcher is built, never at import time.
 
@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import dataclasses
 import hmac
-import json
 import shlex
 import threading
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -24,9 +23,10 @@ from prometheus_client import CollectorRegistry
 
 from pipeline.errors import InfrastructureError
 from pipeline.ports import JobLauncher
+from services.api.lifecycle import JobService, SubmissionRules
 from services.api.reconcile import Reconciler
 from services.api.settings import Settings
-from services.store import JobStore
+from services.store import JobStore, StoredJob
 
 
 @dataclasses.dataclass
@@ -38,6 +38,7 @@ class ServiceState:
     output_root: Path
     cwd: Path
     reconciler: Reconciler
+    rules: SubmissionRules
     metrics: CollectorRegistry
     launcher: JobLauncher | None = None
     _launcher_lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
@@ -87,6 +88,26 @@ StoreDep = Annotated[JobStore, Depends(get_store)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 LauncherDep = Annotated[JobLauncher, Depends(get_launcher)]
 
+
+async def get_jobs(state: StateDep, launcher: LauncherDep) -> JobService:
+    return JobService(
+        store=state.store, launcher=launcher, reconciler=state.reconciler, rules=state.rules
+    )
+
+
+JobsDep = Annotated[JobService, Depends(get_jobs)]
+
+
+def get_job(job_id: str, store: StoreDep) -> StoredJob:
+    """The stored job named by the path (404 when there is none)."""
+    try:
+        return store.get(job_id)
+    except KeyError:
+        raise HTTPException(status_code=404, detail=f"no job with id {job_id!r}") from None
+
+
+JobDep = Annotated[StoredJob, Depends(get_job)]
+
 _bearer = HTTPBearer(auto_error=False, description="PAIRFORGE_API_TOKEN, when one is set.")
 
 
@@ -106,36 +127,3 @@ async def require_token(
             "<PAIRFORGE_API_TOKEN>`",
             headers={"WWW-Authenticate": "Bearer"},
         )
-
-
-async def json_body(request: Request, settings: SettingsDep) -> Any:
-    """The request body decoded as JSON, read at most ``max_body_bytes`` (413 beyond)."""
-    limit = settings.max_body_bytes
-    too_large = HTTPException(
-        status_code=413, detail=f"request body is larger than this service's limit of {limit} bytes"
-    )
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise too_large
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise too_large
-        chunks.append(chunk)
-    body = b"".join(chunks)
-    if not body.strip():
-        raise HTTPException(status_code=422, detail="request body is empty; send a JobSpec as JSON")
-    try:
-        return json.loads(body)
-    except json.JSONDecodeError as exc:
-        raise HTTPException(
-            status_code=422,
-            detail=f"request body is not valid JSON: {exc.msg} at line {exc.lineno} "
-            f"column {exc.colno}",
-        ) from exc
-    except (ValueError, RecursionError) as exc:  # not UTF-8, huge integers, deep nesting
-        raise HTTPException(
-            status_code=422, detail=f"request body is not usable JSON: {exc}"
-        ) from exc

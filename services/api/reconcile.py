@@ -17,8 +17,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
 from pipeline.errors import InfrastructureError, JobChanged
 from pipeline.manifest import MANIFEST_FILE
 from pipeline.ports import JobLauncher, JobState
@@ -35,7 +33,7 @@ def read_progress(output_dir: str | Path) -> BuildProgress | None:
         return BuildProgress.model_validate_json(path.read_bytes())
     except FileNotFoundError:
         return None
-    except (OSError, ValidationError) as exc:
+    except (OSError, ValueError) as exc:  # ValidationError is a ValueError; so is a NUL byte
         # The build replaces the file atomically, so this is a real problem, not a race.
         logger.warning("ignoring unreadable %s: %s", path, exc)
         return None

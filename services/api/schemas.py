@@ -5,27 +5,66 @@ Every field carries a description, so the OpenAPI document at ``/docs`` explains
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field, model_validator
 
-from pipeline.config import JobSpec
+from pipeline.config import JobSpec, OutputConfig, parse_job_spec
+from pipeline.manifest import ManifestCounts
 from pipeline.ports import JobState
 from pipeline.progress import BuildProgress
 
+_ENVELOPE_KEYS = frozenset({"spec", "name"})
 
-class JobCreate(BaseModel):
-    """Body of ``POST /jobs`` when it names the job; a bare JobSpec is accepted too."""
 
-    model_config = ConfigDict(extra="forbid")
+class OutputRequest(OutputConfig):
+    """Where shards and the manifest go; the location may be left to the service."""
 
-    spec: JobSpec = Field(
-        description="The dataset build. `output.uri` may be omitted: it defaults to "
-        "`<output root>/<job id>`."
+    uri: str | None = Field(  # type: ignore[assignment]
+        default=None,
+        min_length=1,
+        description="Output directory under the service's output root; default "
+        "`<output root>/<job id>`.",
     )
-    name: str = Field(
-        default="", max_length=200, description="Name shown in listings and the Ray dashboard."
+
+
+class JobCreate(JobSpec):
+    """Body of ``POST /jobs``: a JobSpec whose ``output`` may be omitted.
+
+    The older envelope ``{"spec": JobSpec, "name": str}`` is still accepted: its ``name``
+    becomes the spec's, and its other keys are reported as unknown JobSpec fields.
+    """
+
+    output: OutputRequest = Field(
+        default_factory=OutputRequest,
+        description="Where shards and the manifest go (default: under the output root).",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _unwrap_envelope(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping):
+            raise ValueError(
+                'expected a JSON object: a JobSpec, or {"spec": JobSpec, "name": ...}; '
+                f"got {type(data).__name__}"
+            )
+        if "spec" not in data:
+            return data
+        spec = data["spec"]
+        if not isinstance(spec, Mapping):
+            raise ValueError(f"`spec` must be a JobSpec object, got {type(spec).__name__}")
+        extra = {k: v for k, v in data.items() if k not in _ENVELOPE_KEYS}
+        name = data.get("name") or spec.get("name", "")
+        return {**spec, **extra, "name": name}
+
+    def to_spec(self, *, output_uri: str, source_path: str) -> JobSpec:
+        """The JobSpec to run, writing to ``output_uri`` and reading ``source_path``."""
+        data = self.model_dump()
+        data["output"]["uri"] = output_uri
+        data["source"]["path"] = source_path
+        return parse_job_spec(data)
 
 
 class StageProgress(BaseModel):
@@ -36,16 +75,17 @@ class StageProgress(BaseModel):
     total: int = Field(description="Problems in the job (0 until the build has counted them).")
 
 
-class JobCounts(BaseModel):
-    """Totals so far, as the build reports them."""
+class JobCounts(ManifestCounts):
+    """Totals so far: the manifest's counts, as the build reports them, and work units."""
 
-    problems: int = Field(description="Problems in the job.")
-    candidates: int = Field(description="Distinct codes and tests parsed.")
-    cells: int = Field(description="Code×test cells executed.")
-    pairs: int = Field(description="Preference pairs written.")
-    skips: dict[str, int] = Field(description="Problems that produced no pair, by reason.")
     units_done: int = Field(description="Work units whose shards are written.")
     units_total: int = Field(description="Work units in the job.")
+
+    @classmethod
+    def of(cls, progress: BuildProgress) -> JobCounts:
+        """The counts in a progress report (``problems`` is the job's total)."""
+        same = (cls.model_fields.keys() & BuildProgress.model_fields.keys()) - {"problems"}
+        return cls(problems=progress.problems_total, **{k: getattr(progress, k) for k in same})
 
 
 class JobPublic(BaseModel):

@@ -6,17 +6,24 @@ reads the environment at import time.
     PAIRFORGE_DATABASE_URL=sqlite:///./pairforge.db   job store (postgresql+psycopg://... too)
     PAIRFORGE_API_TOKEN=...                           bearer token for every endpoint but /healthz
     PAIRFORGE_OUTPUT_ROOT=./runs                      jobs may only write under this directory
+    PAIRFORGE_INPUT_ROOTS=./data:/srv/problems        jobs may only read under these
     PAIRFORGE_RAY_ADDRESS=http://127.0.0.1:8265       Ray dashboard (job API) address
+    PAIRFORGE_MAX_MEMORY_MB=4096 ...                  the job limits (``JobLimits``)
 """
 
 from __future__ import annotations
 
+import os
+from typing import Annotated
+
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import NoDecode, SettingsConfigDict
+
+from services.limits import LimitSettings
 
 
-class Settings(BaseSettings):
-    """Configuration of one service process."""
+class Settings(LimitSettings):
+    """Configuration of one service process, the job limits (``max_*``) included."""
 
     model_config = SettingsConfigDict(env_prefix="PAIRFORGE_", extra="ignore", frozen=True)
 
@@ -31,6 +38,14 @@ class Settings(BaseSettings):
     )
     output_root: str = Field(
         default="./runs", description="Every job's output directory must resolve under this."
+    )
+    input_roots: Annotated[list[str], NoDecode] = Field(
+        default=["."],
+        min_length=1,
+        description="Directories a job's `source.path` must resolve under (symlinks "
+        "followed), separated by `:` in the environment; relative ones are from the "
+        "service's working directory. Hidden files, the job database, special files and "
+        "/proc, /sys and /dev are refused even under a root.",
     )
     ray_address: str | None = Field(
         default=None,
@@ -49,16 +64,32 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(
         default=1_048_576, ge=1024, description="Largest request body accepted (HTTP 413)."
     )
-    max_samples_per_job: int = Field(
-        default=200_000,
+    validation_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="Longest a submission may spend validating its input file; a slower "
+        "one is refused (HTTP 422) as too large to check here.",
+    )
+    validations_at_once: int = Field(
+        default=4,
         ge=1,
-        description="Largest k × problems one job may sample (HTTP 422 above it).",
+        description="Input files validated at once; a submission finding every slot taken "
+        "is answered 503 (retry later). A validation past its time limit keeps its slot "
+        "until it ends, so slow inputs cannot pile up threads.",
     )
     reconcile_interval_s: float = Field(
         default=1.0,
         ge=0,
         description="A job's state is refreshed from Ray at most this often per job.",
     )
+
+    @field_validator("input_roots", mode="before")
+    @classmethod
+    def _split_roots(cls, roots: object) -> object:
+        # One variable, several directories: separated like PATH.
+        if isinstance(roots, str):
+            return [part for part in roots.split(os.pathsep) if part.strip()]
+        return roots
 
     @field_validator("api_token")
     @classmethod

@@ -1,157 +1,117 @@
 """Turn a ``POST /jobs`` body into a JobSpec the service will run, or refuse it clearly.
 
-The body is a JobSpec, or ``{"spec": JobSpec, "name": str}``. Checks, in order: the shape
-(unknown fields are named), the JobSpec itself, the output location (under the output
-root), the source file (a local one must exist), and the k × problems limit.
-
-Problems are counted from the source file when it is local (non-blank JSONL lines, or the
-Parquet row count), capped by ``source.limit``. A remote source (``s3://...``) is counted as
-``source.limit`` when one is given and is not checked otherwise: counting it would mean
-downloading it in the request.
+FastAPI has already validated the body as ``JobCreate``. Then, in order and before anything
+is stored: the output location (under the output root, usable by the file system), the
+source (a regular file under an input root), what this version can run and the operator's
+limits (``pipeline.job_limits``), and finally the input file itself, validated in full as
+``pairforge build`` validates it, in a thread with a time limit, so a bad input is refused
+here (HTTP 422, the CLI's messages) instead of failing inside the Ray Job.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Mapping
+import threading
+from collections.abc import Collection, Sequence
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
-from urllib.parse import urlsplit
 
-import pyarrow.parquet as pq
-
-from pipeline.config import JobSpec, parse_job_spec
-from pipeline.errors import JobSpecError
+from pipeline.config import JobSpec
+from pipeline.errors import InfrastructureError, JobSpecError
+from pipeline.job_limits import JobLimits, require_runnable, sample_count_problem
+from services.api.schemas import JobCreate
+from services.input_roots import confine_source
 from services.output_root import default_output_dir, resolve_output_dir
 
 logger = logging.getLogger(__name__)
 
-_ENVELOPE_KEYS = frozenset({"spec", "name"})
-
 
 @dataclasses.dataclass(frozen=True)
-class Submission:
-    """A validated job: its spec with absolute local paths, its name and output directory."""
+class Locations:
+    """Where jobs may read and write, all absolute and resolved."""
 
-    spec: JobSpec
-    name: str
-    output_dir: Path
+    output_root: Path
+    input_roots: Sequence[Path]
+    cwd: Path
+    private: Collection[Path] = ()
+    """Files under an input root that are never inputs (the job database)."""
 
-
-def _split_envelope(payload: object) -> tuple[object, str]:
-    if not isinstance(payload, Mapping):
-        raise JobSpecError(
-            f'the body must be a JSON object (a JobSpec or {{"spec": ..., "name": ...}}), '
-            f"got {type(payload).__name__}",
-            [f"(body): expected an object, got {type(payload).__name__}"],
-        )
-    if "spec" not in payload:
-        return payload, ""
-    unknown = sorted(str(k) for k in payload if k not in _ENVELOPE_KEYS)
-    if unknown:
-        problems = [
-            f"{k}: unknown field (the envelope has only `spec` and `name`)" for k in unknown
-        ]
-        raise JobSpecError("invalid job request:\n  " + "\n  ".join(problems), problems)
-    name = payload.get("name", "")
-    if not isinstance(name, str) or len(name) > 200:
-        problem = "name: expected a string of at most 200 characters"
-        raise JobSpecError(f"invalid job request: {problem}", [problem])
-    return payload["spec"], name
+    def source(self, path: str) -> Path:
+        """``source.path`` confined to the input roots (``JobSpecError`` otherwise)."""
+        return confine_source(path, self.input_roots, cwd=self.cwd, private=self.private)
 
 
-def _with_default_output(spec: object, default: Path) -> object:
-    if not isinstance(spec, Mapping):
-        return spec
-    output = spec.get("output")
-    if output is None:
-        return {**spec, "output": {"uri": str(default)}}
-    if isinstance(output, Mapping) and "uri" not in output:
-        return {**spec, "output": {**output, "uri": str(default)}}
+def prepare_spec(create: JobCreate, *, job_id: str, where: Locations, limits: JobLimits) -> JobSpec:
+    """The JobSpec to run: local paths absolute and checked, limits and feasibility checked.
+
+    Raises:
+        OutputLocationError: ``output.uri`` is not a usable directory under the root.
+        JobSpecError: the source is not allowed, or the job asks for more than ``limits``
+            or for something this version cannot run (``problems`` names each).
+    """
+    uri = create.output.uri or str(default_output_dir(where.output_root, job_id))
+    output_dir = resolve_output_dir(uri, where.output_root, cwd=where.cwd)
+    source = where.source(create.source.path)
+    spec = create.to_spec(output_uri=str(output_dir), source_path=str(source))
+    require_runnable(spec, limits)
     return spec
 
 
-def _is_local(path: str) -> bool:
-    return len(urlsplit(path).scheme) <= 1
+class InputChecker:
+    """Validates input files in threads: a bounded number at once, each within a time limit.
 
-
-def _local_source(path: str, cwd: Path) -> Path:
-    local = urlsplit(path).path if path.startswith("file://") else path
-    try:
-        if "\x00" in local:
-            raise ValueError("it contains a NUL byte")
-        return (cwd / local).resolve()
-    except (OSError, RuntimeError, ValueError) as exc:
-        problem = f"source.path: cannot resolve {path!r}: {exc}"
-        raise JobSpecError(problem, [problem]) from exc
-
-
-def count_problems(path: Path, file_format: str, *, stop_after: int) -> int:
-    """Problems in a local source file, counting at most ``stop_after`` (then stopping).
-
-    Raises:
-        OSError: the file cannot be read.
+    A thread cannot be stopped, so one past its time limit keeps its slot until its file is
+    read to the end (the reader's memory is bounded by the row size limit); submissions
+    that find every slot taken are answered "busy" rather than queued.
     """
-    is_parquet = file_format == "parquet" or (
-        file_format == "auto" and path.suffix.lower() in {".parquet", ".pq"}
-    )
-    if is_parquet:
-        return int(pq.read_metadata(path).num_rows)
-    count = 0
-    with path.open("rb") as lines:
-        for line in lines:
-            if line.strip():
-                count += 1
-                if count > stop_after:
-                    break
-    return count
 
+    def __init__(self, *, timeout_s: float, at_once: int) -> None:
+        self.timeout_s = timeout_s
+        self._slots = threading.BoundedSemaphore(at_once)
 
-def parse_submission(
-    payload: object, *, job_id: str, root: Path, cwd: Path, max_samples: int
-) -> Submission:
-    """Validate a job request and make its local paths absolute.
+    def count_problems(self, spec: JobSpec, limits: JobLimits) -> int:
+        """Validate the whole input of ``spec``; the exact number of problems it holds.
 
-    Raises:
-        JobSpecError: the body is not a JobSpec (``problems`` names each bad field) or the
-            job exceeds ``max_samples`` (k × problems).
-        OutputLocationError: ``output.uri`` is not under ``root``.
-    """
-    raw_spec, name = _split_envelope(payload)
-    spec = parse_job_spec(_with_default_output(raw_spec, default_output_dir(root, job_id)))
-    output_dir = resolve_output_dir(spec.output.uri, root, cwd=cwd)
+        Raises:
+            InputFormatError: the input is malformed (every bad line listed, with its number).
+            JobSpecError: the input could not be validated within ``timeout_s``, or holds
+                more problems than ``limits.max_samples_per_job`` allows at this k.
+            InfrastructureError: every validation slot is taken.
+        """
+        from cluster.sources import scan_source  # pyarrow and the row models, loaded on use
 
-    source = spec.source
-    problems: int | None = source.limit
-    if _is_local(source.path):
-        source_path = _local_source(source.path, cwd)
-        if not source_path.is_file():
-            problem = f"source.path: no file at {source_path} (relative paths are from {cwd})"
-            raise JobSpecError(problem, [problem])
-        stop_after = max_samples // spec.sampler.k + 1
+        if not self._slots.acquire(blocking=False):
+            raise InfrastructureError(
+                "this service is validating as many input files as it may at once; retry "
+                "the submission in a few seconds"
+            )
+        counted: Future[int] = Future()
+
+        def scan() -> None:
+            try:
+                counted.set_result(
+                    scan_source(spec.source, spec.sampler.kind, max_row_bytes=limits.max_row_bytes)
+                )
+            except BaseException as exc:  # handed to the waiting request, whatever it is
+                counted.set_exception(exc)
+            finally:
+                self._slots.release()
+
+        threading.Thread(target=scan, name="pairforge-input-check", daemon=True).start()
         try:
-            in_file = count_problems(source_path, source.format, stop_after=stop_after)
-        except (OSError, ValueError) as exc:  # pyarrow raises ArrowInvalid, a ValueError
-            problem = f"source.path: cannot read {source_path}: {exc}"
-            raise JobSpecError(problem, [problem]) from exc
-        problems = in_file if problems is None else min(problems, in_file)
-        source = source.model_copy(update={"path": str(source_path)})
-    else:
-        logger.info("not counting the problems of remote source %s", source.path)
-
-    if problems is not None and problems * spec.sampler.k > max_samples:
-        problem = (
-            f"sampler.k: {problems} problems × k={spec.sampler.k} = "
-            f"{problems * spec.sampler.k} samples, over this service's limit of {max_samples} "
-            "per job; lower sampler.k, set source.limit, or split the job"
-        )
-        raise JobSpecError(problem, [problem])
-
-    spec = spec.model_copy(
-        update={
-            "source": source,
-            "output": spec.output.model_copy(update={"uri": str(output_dir)}),
-            "name": spec.name or name,
-        }
-    )
-    return Submission(spec=spec, name=name or spec.name or job_id, output_dir=output_dir)
+            problems = counted.result(timeout=self.timeout_s)
+        except FutureTimeout:
+            logger.warning(
+                "validating %s took over %.3g s; refused", spec.source.path, self.timeout_s
+            )
+            problem = (
+                f"source.path: the input is too large to validate within {self.timeout_s:g} s "
+                "here; split it into several jobs, or run `pairforge build` on it directly"
+            )
+            raise JobSpecError(problem, [problem]) from None
+        too_many = sample_count_problem(problems, spec, limits)
+        if too_many is not None:
+            raise JobSpecError(too_many, [too_many])
+        return problems

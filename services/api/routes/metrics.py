@@ -6,6 +6,7 @@ first), so every service replica reports the same numbers and nothing is lost on
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from typing import Annotated
 
@@ -13,10 +14,15 @@ from fastapi import APIRouter, Depends, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+from pydantic import ValidationError
 
 from pipeline.progress import BuildProgress
 from services.api.deps import LauncherDep, StateDep, require_token
+from services.api.errors import UNAUTHORIZED
+from services.api.schemas import ErrorBody, JobCounts
 from services.store import JobStore
+
+logger = logging.getLogger(__name__)
 
 router = APIRouter(tags=["metrics"], dependencies=[Depends(require_token)])
 
@@ -34,9 +40,14 @@ class JobsCollector(Collector):
         yield jobs
         totals = {"pairs": 0, "cells": 0, "problems_ranked": 0}
         for snapshot in self._store.all_progress():
-            progress = BuildProgress.model_validate_json(snapshot)
-            totals["pairs"] += progress.pairs
-            totals["cells"] += progress.cells
+            try:
+                progress = BuildProgress.model_validate_json(snapshot)
+            except ValidationError:  # a damaged record: one scrape must not fail for it
+                logger.warning("metrics: skipping a stored progress report that does not read")
+                continue
+            counts = JobCounts.of(progress)
+            totals["pairs"] += counts.pairs
+            totals["cells"] += counts.cells
             totals["problems_ranked"] += progress.problems_ranked
         yield CounterMetricFamily(
             "pairforge_pairs_written", "Preference pairs written, all jobs.", value=totals["pairs"]
@@ -65,7 +76,11 @@ async def _registry(state: StateDep) -> CollectorRegistry:
 @router.get(
     "/metrics",
     response_class=Response,
-    responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text."}},
+    responses={
+        200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Prometheus text."},
+        **UNAUTHORIZED,
+        503: {"model": ErrorBody, "description": "The Ray cluster cannot be reached."},
+    },
 )
 def metrics(
     state: StateDep,

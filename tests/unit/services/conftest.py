@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,18 @@ from services.api.deps import get_launcher
 from services.api.settings import Settings
 from tests.unit.services.fake_launcher import FakeLauncher
 
-PROBLEMS = [{"problem_id": f"p{i}", "prompt": f"def f{i}():\n"} for i in range(3)]
+
+def replay_row(problem_id: str) -> dict[str, Any]:
+    """A valid replay row (one recorded code and one test completion)."""
+    return {
+        "problem_id": problem_id,
+        "prompt": f"def {problem_id}():\n",
+        "code_completions": ["    return 1\n"],
+        "test_completions": [f"assert {problem_id}() == 1"],
+    }
+
+
+PROBLEMS = [replay_row(f"p{i}") for i in range(3)]
 
 
 @pytest.fixture
@@ -73,3 +85,38 @@ def make_client(workdir: Path, launcher: FakeLauncher) -> Iterator[Callable[...,
 @pytest.fixture
 def client(make_client: Callable[..., TestClient]) -> TestClient:
     return make_client()
+
+
+_COLUMNS = (
+    "id, name, state, spec_json, output_dir, submission_id, attempts, error, progress_json, "
+    "created_at, updated_at, started_at, finished_at"
+)
+
+
+def insert_damaged_records(db: Path, workdir: Path) -> None:
+    """Write rows straight into the job table, as an older version or a hand edit left them:
+    ``pf-toolong`` (an output path too long to look at), ``pf-garbage`` (nonsense in every
+    column) and ``pf-progress`` (a progress report that is not one)."""
+    now = "2026-01-02 03:04:05.000000"
+    rows = [
+        # What the old service stored for an over-long output.uri: every field valid, but
+        # the directory cannot even be looked at (ENAMETOOLONG).
+        (
+            "pf-toolong", "", "failed", "{}", "/" + "a" * 5000, "pf-toolong", 1,
+            "could not write", None, now, now, None, now,
+        ),
+        # Garbage in every column SQLite lets through.
+        (
+            "pf-garbage", 123, "exploded", "not json", "relative\x00dir", 7, "many",
+            None, "{broken", "yesterday", "", "later", 42,
+        ),
+        # A valid row whose progress snapshot is not a BuildProgress.
+        (
+            "pf-progress", "p", "running", "{}", str(workdir / "runs" / "p"), "pf-progress", 1,
+            None, '{"job_id": 5, "cells": -3}', now, now, now, None,
+        ),
+    ]  # fmt: skip
+    with sqlite3.connect(db) as connection:
+        connection.executemany(
+            f"INSERT INTO pairforge_jobs ({_COLUMNS}) VALUES ({', '.join('?' * 13)})", rows
+        )

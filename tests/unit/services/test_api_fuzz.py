@@ -2,16 +2,21 @@
 
 Runs in-process over ASGI with the fake launcher and a real SQLite file; every generated
 request (valid and invalid bodies, paths and query strings) must get no 5xx, and answers
-must match the documented schemas.
+must match the documented schemas. Twice: on a fresh database, and after the hostile
+requests of issue 9 (over-long, control-character and host-part outputs, private inputs,
+lifted limits, a symlink planted before a resume, damaged rows in the database).
 """
 
 from __future__ import annotations
 
+import json
 import uuid
 from pathlib import Path
 
 import pytest
 import schemathesis
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
@@ -23,14 +28,38 @@ from schemathesis.specs.openapi.checks import (
 from services.api.app import create_app
 from services.api.deps import get_launcher
 from services.api.settings import Settings
+from tests.unit.services.conftest import insert_damaged_records, replay_row, spec
 from tests.unit.services.fake_launcher import FakeLauncher
 
 
-@pytest.fixture(scope="module")
-def api_schema(tmp_path_factory: pytest.TempPathFactory):
+def _hostile(app: FastAPI, workdir: Path) -> None:
+    client = TestClient(app)
+    refused = [
+        spec("runs/" + "x" * 300),
+        spec("runs/" + "/".join(["y" * 200] * 25)),
+        spec("runs/a\nb"),
+        spec(f"file://otherhost{workdir}/runs/h"),
+        spec(sandbox={"memory_mb": 10_000_000, "pids": 1_000_000, "max_workers": 100_000}),
+        spec(pairs={"method": "target_dpo"}),
+        {**spec(), "source": {"path": "/etc/shadow"}},
+        {**spec(), "source": {"path": "/proc/self/environ"}},
+    ]
+    for body in refused:
+        answer = client.post("/jobs", json=body)
+        assert answer.status_code == 422, answer.text
+    job = client.post("/jobs", json=spec("runs/planted")).json()
+    client.delete(f"/jobs/{job['id']}")
+    (workdir / "runs" / "planted" / "shards").symlink_to("/etc")
+    assert client.post(f"/jobs/{job['id']}/resume").status_code == 422
+    insert_damaged_records(workdir / "jobs.db", workdir)
+    assert client.get("/jobs").status_code == 200
+
+
+@pytest.fixture(scope="module", params=["fresh", "after_hostile_requests"])
+def api_schema(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
     workdir: Path = tmp_path_factory.mktemp("fuzz")
     (workdir / "runs").mkdir()
-    (workdir / "problems.jsonl").write_text('{"problem_id": "p"}\n', encoding="utf-8")
+    (workdir / "problems.jsonl").write_text(json.dumps(replay_row("p")) + "\n", encoding="utf-8")
     app = create_app(
         Settings(
             database_url=f"sqlite:///{workdir / 'jobs.db'}",
@@ -42,6 +71,8 @@ def api_schema(tmp_path_factory: pytest.TempPathFactory):
     )
     launcher = FakeLauncher()
     app.dependency_overrides[get_launcher] = lambda: launcher
+    if request.param == "after_hostile_requests":
+        _hostile(app, workdir)
     return schemathesis.openapi.from_asgi("/openapi.json", app)
 
 
@@ -65,12 +96,15 @@ def test_api_never_answers_5xx(api_schema, mode: GenerationMode) -> None:
 
 
 def _runnable(case):
-    """Point a generated JobSpec at the real source file and under the output root."""
+    """Point a generated JobSpec at the real source file (replay rows, so a replay sampler)
+    and under the output root; every other generated value stays."""
     body = case.body
     spec = body.get("spec") if isinstance(body, dict) and "spec" in body else body
     if isinstance(spec, dict):
-        spec["source"] = {**(spec.get("source") or {}), "path": "problems.jsonl", "limit": 1}
+        spec["source"] = {"path": "problems.jsonl", "limit": 1}
         spec["output"] = {**(spec.get("output") or {}), "uri": f"runs/{uuid.uuid4().hex}"}
+        if isinstance(spec.get("sampler"), dict):
+            spec["sampler"]["kind"] = "replay"
     return case
 
 
@@ -108,7 +142,7 @@ def test_generated_jobs_survive_their_whole_lifecycle(api_schema) -> None:
                 )
 
     check()
-    # Many generated specs are valid once pointed at a real file (typically 9 to 20 of 80;
-    # cross-field rules such as min_workers <= max_workers refuse the rest): the lifecycle
-    # was really exercised, not just refused.
+    # Many generated specs are valid once pointed at a real file (typically 30 to 50 of 80;
+    # cross-field rules such as min_workers <= max_workers and the job limits refuse the
+    # rest): the lifecycle was really exercised, not just refused.
     assert len(created) >= 3
