@@ -23,6 +23,7 @@ from pipeline.parsing import parse_replay_row
 from pipeline.problem_state import ProblemState
 from pipeline.prompts import code_prompt
 from pipeline.ranking import binary_matrix, make_ranker
+from pipeline.ranking.graph import pass_graph_stats
 from pipeline.records import GenerationInfo, ProblemOutcome
 from pipeline.seeding import derive_seed
 from pipeline.skip_rules import skip_before_ranking
@@ -95,10 +96,12 @@ def rank_step(state: ProblemState, spec: JobSpec, *, job_id: str) -> ProblemStat
             generation=generation_info(
                 spec, derive_seed(job_id, spec.sampler.seed, state.problem_id)
             ),
+            status=state.status,
         )
         outcome = outcome.model_copy(
             update={
                 "ranking": ranking,
+                "pass_graph": pass_graph_stats(passed, candidates.code_counts),
                 "pairs_emitted": len(selection.pairs),
                 "skip_reason": selection.skip_reason,
             }

@@ -17,18 +17,19 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import pytest
+import ray.data
 
-from cluster.samplers import sample_dataset
-from cluster.samplers.base import SampledRow, SampleRole, sample_seed
-from cluster.samplers.openai_http import OpenAISampler, OpenAISamplerUDF
-from cluster.sources import read_source
+from cluster.placement import build_placement
+from cluster.samplers import add_sample_stage
+from cluster.samplers.openai_http import OpenAISampler, OpenAISampleStage
 from pipeline import prompts
-from pipeline.config import SamplerConfig, SamplerKind, SourceConfig
+from pipeline.config import SamplerConfig, parse_job_spec
+from pipeline.problem_state import ProblemState
 from pipeline.records import Problem, ReplayRow
+from pipeline.sampling import SampleRole, sample_seed
 from tests.conftest import HUMANEVAL_DIR, requires_shared_data
 
 pytestmark = requires_shared_data
@@ -203,13 +204,16 @@ def _config(base_url: str, **update) -> SamplerConfig:
     return SamplerConfig.model_validate({**base, **update})
 
 
-def _sample(config: SamplerConfig, rows: list[Recorded]) -> list[SampledRow]:
-    sampler = OpenAISampler(config, JOB_ID, backoff_base_s=0.02)
-    udf_input = [(i, r.problem) for i, r in enumerate(rows)]
+def _states(rows: list[Recorded]) -> list[ProblemState]:
+    return [ProblemState(index=i, problem=r.problem) for i, r in enumerate(rows)]
 
-    async def run() -> list[SampledRow]:
+
+def _sample(config: SamplerConfig, rows: list[Recorded]) -> list[ProblemState]:
+    sampler = OpenAISampler(config, JOB_ID, backoff_base_s=0.02)
+
+    async def run() -> list[ProblemState]:
         try:
-            return await sampler.sample_all(udf_input)
+            return await sampler.sample_all(_states(rows))
         finally:
             await sampler.aclose()
 
@@ -258,7 +262,7 @@ def test_a_server_that_keeps_failing_yields_a_counted_error_per_sample(serve, mo
         assert row.code_completions == [] and row.test_completions == []
         assert len(row.sampler_errors) == 4  # 2 code + 2 test samples, none dropped
         assert all("gave up after 3 attempts" in e and "HTTP 503" in e for e in row.sampler_errors)
-        assert row.replay_row().code_completions == []  # still a valid row for the parser
+        assert row.sampled().code_completions == []  # still a valid row for the parser
     assert Counter(k for k, _, _ in model.attempts) == {
         (r.problem_id, role, i): 3 for r in recorded for role in ("code", "test") for i in range(2)
     }
@@ -283,28 +287,29 @@ def test_chat_endpoint_returns_answers_unprefixed(serve, monkeypatch):
     assert row.test_completions == recorded[0].test_completions[:3]
 
 
-def _problems_file(tmp_path: Path, rows: list[Recorded]) -> Path:
-    path = tmp_path / "problems.jsonl"
-    path.write_text("".join(r.problem.model_dump_json() + "\n" for r in rows))
-    return path
+def _dataset(rows: list[Recorded]) -> ray.data.Dataset:
+    return ray.data.from_items([{"state": state} for state in _states(rows)])
 
 
-def test_the_sampler_runs_inside_ray_data(serve, tmp_path, ray_local):
+def test_the_sampler_runs_inside_ray_data(serve, ray_local):
     recorded = _recorded(4)
     model = RecordedModel(recorded, k=3, faults={(recorded[2].problem_id, "code", 1): [(502, {})]})
     config = _config(serve(model), k=3)
-    ds = read_source(SourceConfig(path=str(_problems_file(tmp_path, recorded))), SamplerKind.OPENAI)
 
     # The key reaches the actors through the runtime env, as on a cluster.
-    out = ds.map_batches(
-        OpenAISamplerUDF,
-        fn_constructor_kwargs={"config": config, "job_id": JOB_ID, "backoff_base_s": 0.02},
-        batch_size=2,
-        concurrency=1,
-        runtime_env={"env_vars": {KEY_ENV: API_KEY}},
-    ).take_all()
+    out = (
+        _dataset(recorded)
+        .map_batches(
+            OpenAISampleStage,
+            fn_constructor_kwargs={"config": config, "job_id": JOB_ID, "backoff_base_s": 0.02},
+            batch_size=2,
+            concurrency=1,
+            runtime_env={"env_vars": {KEY_ENV: API_KEY}},
+        )
+        .take_all()
+    )
 
-    rows = sorted((SampledRow.from_ray_row(r) for r in out), key=lambda r: r.index)
+    rows = sorted((r["state"] for r in out), key=lambda r: r.index)
     assert [r.problem.problem_id for r in rows] == [r.problem_id for r in recorded]
     for row, rec in zip(rows, recorded, strict=True):
         assert row.code_completions == rec.code_completions[:3]
@@ -314,18 +319,21 @@ def test_the_sampler_runs_inside_ray_data(serve, tmp_path, ray_local):
     assert {auth for _, _, auth in model.attempts} == {f"Bearer {API_KEY}"}
 
 
-def test_sample_dataset_wires_the_openai_kind_and_carries_errors_as_data(
-    serve, tmp_path, ray_local
-):
+def test_the_sample_stage_wires_the_openai_kind_and_carries_errors_as_data(serve, ray_local):
     recorded = _recorded(3)
     model = RecordedModel(
         recorded, k=2, faults={(recorded[1].problem_id, "test", 0): [(500, {})] * 10}
     )
     config = _config(serve(model), k=2, max_retries=1, api_key_env="PAIRFORGE_UNSET_KEY_ENV")
-    ds = read_source(SourceConfig(path=str(_problems_file(tmp_path, recorded))), SamplerKind.OPENAI)
-    out = sample_dataset(ds, config, JOB_ID).take_all()
-
-    rows = {r["problem_id"]: SampledRow.from_ray_row(r) for r in out}
+    spec = parse_job_spec(
+        {
+            "source": {"path": "unused.jsonl"},
+            "sampler": config.model_dump(),
+            "output": {"uri": "unused"},
+        }
+    )
+    stage = add_sample_stage(_dataset(recorded), config, JOB_ID, build_placement(spec).sample)
+    rows = {r["state"].problem_id: r["state"] for r in stage.take_all()}
     assert set(rows) == {r.problem_id for r in recorded}
     failed = rows[recorded[1].problem_id]
     assert failed.test_completions == recorded[1].test_completions[1:2]

@@ -7,6 +7,7 @@ fails the test if the driver gets that far.
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,6 @@ from cluster import driver
 from cluster.shard_store import ShardStore
 from pipeline.config import JobSpec, parse_job_spec
 from pipeline.errors import InputFormatError, OutputLocationError
-from pipeline.manifest import ManifestCounts
 from pipeline.progress import BuildProgress
 from pipeline.records import ProblemOutcome, SkipReason
 from pipeline.shards import pairs_table, problems_table
@@ -29,6 +29,7 @@ def no_ray(monkeypatch: pytest.MonkeyPatch) -> None:
         pytest.fail("the driver reached Ray; it should have stopped before")
 
     monkeypatch.setattr(driver, "connect", connect)
+    monkeypatch.setattr(driver, "_join_ray", connect)
 
 
 def spec_for(tmp_path: Path, ids: list[str], per_unit: int = 2) -> JobSpec:
@@ -79,7 +80,9 @@ def test_resume_refuses_shards_of_another_build(
     assert not (tmp_path / "out" / "manifest.json").exists()
 
 
-def test_a_failure_before_ray_replaces_a_running_progress_with_failed(tmp_path: Path) -> None:
+def test_a_rejected_input_on_resume_marks_the_earlier_runs_progress_failed(
+    tmp_path: Path,
+) -> None:
     spec = spec_for(tmp_path, IDS)
     store = ShardStore(spec.output.uri)
     write_unit(store, 0, "j", ["p0", "p1"])
@@ -95,31 +98,30 @@ def test_a_failure_before_ray_replaces_a_running_progress_with_failed(tmp_path: 
     assert not (tmp_path / "out" / "manifest.json").exists()
 
 
-def test_malformed_input_leaves_failed_progress_and_no_shards(tmp_path: Path) -> None:
+def test_a_rejected_input_writes_nothing_at_all(tmp_path: Path) -> None:
     spec = spec_for(tmp_path, IDS)
     with (tmp_path / "replay.jsonl").open("a") as f:
         f.write('{"problem_id": "p5", "prompt": 3}\n')
     with pytest.raises(InputFormatError, match="line 6"):
         driver.run_build(spec, job_id="j")
-    failed = progress_of(tmp_path)
-    assert failed.state == "failed" and failed.error is not None and "line 6" in failed.error
-    assert [p.name for p in (tmp_path / "out").iterdir()] == ["progress.json"]
+    assert not (tmp_path / "out").exists()
 
 
-def test_finished_progress_takes_the_manifest_totals_over_a_lagging_counter(
-    tmp_path: Path,
-) -> None:
-    store = ShardStore(str(tmp_path / "out"))
-    # The counter had seen only 3 of 4 problems ranked when the last unit was written.
-    lagging = BuildProgress(
-        job_id="j", problems_total=4, problems_sampled=4, problems_executed=4, problems_ranked=3
-    )
-    progress = driver._Progress(store, lagging, None)
-    counts = ManifestCounts(problems=4, candidates=9, cells=20, pairs=2, skips={"all_pass": 2})
-    progress.finish(counts, units_total=2, cells_per_s=5.0)
-    final = progress_of(tmp_path)
-    assert final.state == "succeeded" and final.finished_at is not None
-    assert (final.problems_sampled, final.problems_executed, final.problems_ranked) == (4, 4, 4)
-    assert (final.candidates, final.cells, final.pairs) == (9, 20, 2)
-    assert final.skips == {"all_pass": 2}
-    assert (final.units_done, final.cells_per_s) == (2, 5.0)
+def test_a_finished_dataset_is_returned_on_resume_without_ray(tmp_path: Path) -> None:
+    spec = spec_for(tmp_path, IDS, per_unit=5)
+    store = ShardStore(spec.output.uri)
+    write_unit(store, 0, "j", IDS)
+    store.write_manifest(spec, "j", 1, datetime.now(UTC))
+    summary = driver.run_build(spec, job_id="j", resume=True)
+    assert (summary.units_total, summary.units_skipped, summary.counts.problems) == (1, 1, 5)
+
+
+def test_all_units_on_disk_but_no_manifest_finishes_without_ray(tmp_path: Path) -> None:
+    spec = spec_for(tmp_path, IDS, per_unit=3)
+    store = ShardStore(spec.output.uri)
+    write_unit(store, 0, "j", IDS[:3])
+    write_unit(store, 1, "j", IDS[3:])
+    summary = driver.run_build(spec, job_id="j", resume=True)
+    assert summary.counts.problems == 5 and summary.counts.skips == {"no_codes": 5}
+    assert (tmp_path / "out" / "manifest.json").exists()
+    assert progress_of(tmp_path).state == "succeeded"
