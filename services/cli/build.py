@@ -1,12 +1,16 @@
-"""``pairforge build JOB [--address RAY_ADDRESS] [--resume] [--job-id ID]``: run one build.
+"""``pairforge build JOB [--address RAY_ADDRESS] [--resume] [--job-id ID] [--limits FILE]``.
 
     pairforge build examples/quickstart/job.yaml             # local Ray on this machine
     pairforge build job.yaml --address ray://head:10001      # an existing cluster
     pairforge build job.yaml --resume                        # continue a killed build
+    pairforge build job.yaml --limits limits.yaml            # the operator's job limits
 
-JOB is a YAML or JSON JobSpec: a local path or a pyarrow filesystem URI. Progress goes to
-stderr (bars on a terminal, plain lines otherwise); the summary goes to stdout.
-Exit codes: 0 done, 2 bad spec or input, 3 infrastructure unavailable, 1 anything else.
+JOB is a YAML or JSON JobSpec: a local path or a pyarrow filesystem URI. Before Ray starts,
+the spec is checked against what this version can run and against the job limits
+(``PAIRFORGE_MAX_*`` variables, or a YAML file of them that wins over the variables), the
+same rules the job service applies. Progress goes to stderr (bars on a terminal, plain
+lines otherwise); the summary goes to stdout.
+Exit codes: 0 done, 2 bad spec, limits or input, 3 infrastructure unavailable, 1 anything else.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ from pipeline.errors import ConfigError, InfrastructureError
 
 if TYPE_CHECKING:
     from cluster.driver import BuildSummary
+    from pipeline.config import JobSpec
+    from pipeline.job_limits import JobLimits
     from pipeline.progress import BuildProgress
 
 _STAGES = (
@@ -43,6 +49,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument(
         "--job-id", default=None, help="Job id written into every row (default: from the spec)."
+    )
+    parser.add_argument(
+        "--limits",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="YAML file of job limits (max_memory_mb: 1024 ...); default: the PAIRFORGE_MAX_* "
+        "variables, else the built-in limits.",
     )
     parser.set_defaults(run=run)
 
@@ -117,23 +131,46 @@ def load_spec_text(location: str) -> str:
     return text
 
 
+def _checked_spec(args: argparse.Namespace) -> tuple[JobSpec, JobLimits]:
+    """The JobSpec and the limits it was checked against (before anything loads Ray)."""
+    from pipeline.config import job_spec_from_yaml
+    from pipeline.job_limits import require_runnable
+    from services.limits import load_limits
+
+    limits = load_limits(args.limits)
+    spec = job_spec_from_yaml(load_spec_text(args.job))
+    require_runnable(spec, limits)
+    return spec, limits
+
+
 def run(args: argparse.Namespace) -> int:
+    try:
+        spec, limits = _checked_spec(args)
+    except FileNotFoundError as exc:
+        sys.stderr.write(f"pairforge build: no such JobSpec file: {exc.filename or args.job}\n")
+        return 2
+    except ConfigError as exc:
+        sys.stderr.write(f"pairforge build: {exc}\n")
+        return 2
+    except InfrastructureError as exc:  # a JobSpec URI on storage that does not answer
+        sys.stderr.write(f"pairforge build: {exc}\n")
+        return 3
+
     from cluster.driver import run_build
     from cluster.runtime import quiet_ray_data
-    from pipeline.config import job_spec_from_yaml
 
     quiet_ray_data(progress_bars=sys.stderr.isatty() and not args.verbose)
     try:
-        spec = job_spec_from_yaml(load_spec_text(args.job))
         summary = run_build(
             spec,
             job_id=args.job_id,
             resume=args.resume,
             address=args.address,
             on_progress=ProgressPrinter(sys.stderr),
+            max_row_bytes=limits.max_row_bytes,
         )
     except FileNotFoundError as exc:
-        sys.stderr.write(f"pairforge build: no such JobSpec file: {exc.filename or args.job}\n")
+        sys.stderr.write(f"pairforge build: no such file: {exc.filename}\n")
         return 2
     except ConfigError as exc:
         sys.stderr.write(f"pairforge build: {exc}\n")

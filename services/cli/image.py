@@ -11,7 +11,7 @@ import argparse
 import sys
 from typing import Any
 
-DEFAULT_TAG = "pairforge-sandbox:latest"
+from sandbox.limits import DEFAULT_IMAGE
 
 
 def register(subparsers: Any) -> None:
@@ -21,7 +21,7 @@ def register(subparsers: Any) -> None:
         description="Build the sandbox image from deploy/sandbox/Dockerfile; without a "
         "registry, on a local Debian base made with debootstrap.",
     )
-    parser.add_argument("--tag", default=DEFAULT_TAG, help=f"image tag (default {DEFAULT_TAG})")
+    parser.add_argument("--tag", default=DEFAULT_IMAGE, help=f"image tag (default {DEFAULT_IMAGE})")
     parser.add_argument(
         "--method",
         choices=["auto", "dockerfile", "offline"],

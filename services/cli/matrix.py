@@ -21,10 +21,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sandbox.limits import DEFAULT_IMAGE
+
 if TYPE_CHECKING:
     from sandbox.matrix import MatrixProblem
-
-DEFAULT_IMAGE = "pairforge-sandbox:latest"
 
 
 def register(subparsers: Any) -> None:
