@@ -3,9 +3,10 @@
     python benchmarks/api_latency.py                       # own Ray head + service, then gone
     python benchmarks/api_latency.py --reads 2000 --concurrency 100 --submissions 20
 
-Starts a private Ray head (``cluster.local_ray.PrivateRayHead``) and ``pairforge serve``
-(real uvicorn) in a temporary directory, submits jobs whose source is malformed (their
-builds fail fast, so the cluster stays idle), then measures:
+Starts a private Ray head (``tests.integration.services.ray_head.PrivateRayHead``, test
+infrastructure) and ``pairforge serve`` (real uvicorn) in a temporary directory, submits
+valid one-problem jobs that name a sandbox image no machine has (their builds fail fast in
+their pre-flight check, so the cluster stays idle), then measures:
 
 - status: ``GET /jobs/{id}`` on ``--concurrency`` keep-alive connections at once;
 - submit: ``POST /jobs`` one at a time, then ``--submissions`` at once.
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import socket
 import subprocess
@@ -28,7 +30,10 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from cluster.local_ray import PrivateRayHead
+# The private Ray head is test infrastructure: it lives under tests/, which is not part of
+# the installed package, so this script finds it from the repository root.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.integration.services.ray_head import PrivateRayHead
 
 SERVE = [sys.executable, "-m", "services.cli", "serve"]
 
@@ -67,10 +72,19 @@ def _start_service(workdir: Path, ray_address: str) -> tuple[subprocess.Popen[by
     raise SystemExit(f"service did not start; see {workdir / 'service.log'}")
 
 
+_ROW = {
+    "problem_id": "p0",
+    "prompt": "def f():\n",
+    "code_completions": ["    return 1\n"],
+    "test_completions": ["assert f() == 1"],
+}
+
+
 def _spec(name: str) -> dict[str, object]:
     return {
-        "source": {"path": "broken.jsonl"},
+        "source": {"path": "problems.jsonl"},
         "sampler": {"kind": "replay", "k": 2},
+        "sandbox": {"image": "pairforge-no-such-image:never"},
         "output": {"uri": f"runs/{name}"},
     }
 
@@ -149,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="pf-bench-") as tmp, PrivateRayHead() as ray_url:
         workdir = Path(tmp)
         (workdir / "runs").mkdir()
-        (workdir / "broken.jsonl").write_text("not JSON\n", encoding="utf-8")
+        (workdir / "problems.jsonl").write_text(json.dumps(_ROW) + "\n", encoding="utf-8")
         process, url = _start_service(workdir, ray_url)
         try:
             results = asyncio.run(_run(url, args))

@@ -63,8 +63,8 @@ class InputChecker:
     """Validates input files in threads: a bounded number at once, each within a time limit.
 
     A thread cannot be stopped, so one past its time limit keeps its slot until its file is
-    read to the end (the reader's memory is bounded by the row size limit); submissions
-    that find every slot taken are answered "busy" rather than queued.
+    read to the end (the reader's memory is bounded by the row size limit). A submission
+    waits up to the time limit for a free slot, then is answered "busy".
     """
 
     def __init__(self, *, timeout_s: float, at_once: int) -> None:
@@ -78,11 +78,11 @@ class InputChecker:
             InputFormatError: the input is malformed (every bad line listed, with its number).
             JobSpecError: the input could not be validated within ``timeout_s``, or holds
                 more problems than ``limits.max_samples_per_job`` allows at this k.
-            InfrastructureError: every validation slot is taken.
+            InfrastructureError: no validation slot came free within ``timeout_s``.
         """
         from cluster.sources import scan_source  # pyarrow and the row models, loaded on use
 
-        if not self._slots.acquire(blocking=False):
+        if not self._slots.acquire(timeout=self.timeout_s):
             raise InfrastructureError(
                 "this service is validating as many input files as it may at once; retry "
                 "the submission in a few seconds"

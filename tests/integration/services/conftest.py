@@ -1,8 +1,9 @@
 """A private Ray head per module and the job service as a real uvicorn subprocess.
 
 The Ray head is started with ``ray start --head --block`` on free ports and its own temp
-dir (``cluster.local_ray.PrivateRayHead``) and stopped by ending its process group, so
-it never touches another Ray instance on the machine (``ray stop`` would end them all).
+dir (``tests.integration.services.ray_head.PrivateRayHead``) and stopped by ending its
+process group, so it never touches another Ray instance on the machine (``ray stop`` would
+end them all).
 """
 
 from __future__ import annotations
@@ -21,15 +22,17 @@ import httpx
 import pytest
 import yaml
 
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, SHARED_DATA
 
 QUICKSTART = REPO_ROOT / "examples" / "quickstart" / "job.yaml"
+MISSING_IMAGE = "pairforge-no-such-image:never"
+"""A sandbox image no machine has: a build using it fails fast, in its pre-flight check."""
 
 
 @pytest.fixture(scope="module")
 def ray_head() -> Iterator[str]:
     """Dashboard URL of a Ray head owned by this module (4 CPUs, 2 sandbox slots)."""
-    from cluster.local_ray import PrivateRayHead
+    from tests.integration.services.ray_head import PrivateRayHead
 
     head = PrivateRayHead(resources={"sandbox": 2}, num_cpus=4)
     yield head.start()
@@ -54,6 +57,10 @@ class Service:
             **os.environ,
             "PAIRFORGE_DATABASE_URL": f"sqlite:///{workdir / 'jobs.db'}",
             "PAIRFORGE_OUTPUT_ROOT": "runs",
+            # The working directory, the bundled examples and the shared data sets.
+            "PAIRFORGE_INPUT_ROOTS": os.pathsep.join(
+                [".", str(REPO_ROOT / "examples"), str(SHARED_DATA)]
+            ),
             "PAIRFORGE_RAY_ADDRESS": ray_address,
             "PAIRFORGE_SERVER": self.url,
         }

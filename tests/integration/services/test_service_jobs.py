@@ -172,12 +172,15 @@ def test_http_refusals(tmp_path: Path, ray_head: str) -> None:
                 ("runs/../x", "`..`"),
                 ("/tmp/elsewhere", "not inside the output root"),
                 ("runs/link/x", "not inside the output root"),
+                ("runs/" + "x" * 300, "longer than"),
+                ("runs/a\nb", "control character"),
             ]:
                 refused = client.post("/jobs", json={**body, "output": {"uri": uri}})
                 assert refused.status_code == 422, uri
                 assert expected in refused.json()["detail"]
             huge = client.post("/jobs", json={**body, "name": "x" * 2_000_000})
             assert huge.status_code == 413
+            assert "bytes" in huge.json()["detail"]
             broken = client.post(
                 "/jobs", content=b'{"source": ', headers={"content-type": "application/json"}
             )
@@ -185,9 +188,19 @@ def test_http_refusals(tmp_path: Path, ray_head: str) -> None:
             assert "not valid JSON" in broken.json()["detail"]
             unknown = client.post("/jobs", json={**body, "sampler": {"kind": "replay", "n": 1}})
             assert unknown.status_code == 422
-            assert unknown.json()["problems"] == [
-                "sampler.n: unknown field (not part of the JobSpec)"
-            ]
+            assert unknown.json()["problems"] == ["sampler.n: unknown field"]
+            # The input is read at submission: a replay row without completions is line 1.
+            malformed = client.post("/jobs", json=body)
+            assert malformed.status_code == 422
+            assert "line 1:" in malformed.json()["detail"]
+            for private in ("/etc/shadow", "/proc/self/environ"):
+                secret = client.post("/jobs", json={**body, "source": {"path": private}})
+                assert secret.status_code == 422
+                assert "input roots" in secret.json()["detail"]
+            lifted = client.post("/jobs", json={**body, "sandbox": {"memory_mb": 10_000_000}})
+            assert lifted.status_code == 422
+            assert "PAIRFORGE_MAX_MEMORY_MB" in lifted.json()["detail"]
+            assert client.get("/jobs").json()["count"] == 0
             assert not any((tmp_path / "outside").iterdir())
     finally:
         service.stop()

@@ -1,23 +1,29 @@
 """A bounded load test on loopback: 200 concurrent status reads, 20 concurrent submissions.
 
 Its own event loop, its own service and Ray head; it stops by itself (every request has a
-timeout and the whole run a deadline). The submitted jobs read a malformed source, so
-their builds fail fast instead of loading the machine.
+timeout and the whole run a deadline). The submitted jobs are valid but name a sandbox
+image no machine has, so their builds fail fast (in the pre-flight check) instead of
+loading the machine.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
 
-from tests.integration.services.conftest import Service, wait_for
+from tests.integration.services.conftest import MISSING_IMAGE, Service, quickstart_spec, wait_for
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+
+def _failing_spec(uri: str) -> dict[str, object]:
+    return quickstart_spec(
+        uri, source={"limit": 1}, sampler={"k": 2}, sandbox={"image": MISSING_IMAGE}
+    )
 
 
 async def _timed(client: httpx.AsyncClient, method: str, url: str, **kw) -> tuple[int, float]:
@@ -35,12 +41,7 @@ async def _burst(url: str, job_id: str) -> tuple[list[tuple[int, float]], list[t
                 client,
                 "POST",
                 "/jobs",
-                json={
-                    "name": f"load-{i}",
-                    "source": {"path": "broken.jsonl"},
-                    "sampler": {"kind": "replay", "k": 2},
-                    "output": {"uri": f"runs/load-{i}"},
-                },
+                json={"name": f"load-{i}", **_failing_spec(f"runs/load-{i}")},
             )
             for i in range(20)
         ]
@@ -48,17 +49,9 @@ async def _burst(url: str, job_id: str) -> tuple[list[tuple[int, float]], list[t
     return results[:200], results[200:]
 
 
-def test_concurrent_reads_and_submissions_get_no_5xx(service: Service, tmp_path: Path) -> None:
-    (tmp_path / "broken.jsonl").write_text("this is not JSON\n", encoding="utf-8")
+def test_concurrent_reads_and_submissions_get_no_5xx(service: Service) -> None:
     with service.client() as client:
-        first = client.post(
-            "/jobs",
-            json={
-                "source": {"path": "broken.jsonl"},
-                "sampler": {"kind": "replay", "k": 2},
-                "output": {"uri": "runs/first"},
-            },
-        )
+        first = client.post("/jobs", json=_failing_spec("runs/first"))
         assert first.status_code == 201, first.text
         job_id = first.json()["id"]
 
@@ -75,7 +68,7 @@ def test_concurrent_reads_and_submissions_get_no_5xx(service: Service, tmp_path:
     with service.client() as client:
         listed = client.get("/jobs", params={"limit": 100}).json()
         assert listed["count"] == 21
-        # The malformed source really reached the build, which failed on it.
+        # The job really reached the build, which failed on the missing image.
         failed = wait_for(client, job_id, {"failed", "succeeded", "cancelled"}, timeout_s=240)
     assert failed["state"] == "failed"
     assert failed["error"]

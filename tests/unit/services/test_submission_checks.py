@@ -251,6 +251,23 @@ def test_an_input_too_slow_to_validate_is_422(
     assert "too large to validate within 0.01 s" in detail
 
 
+def test_validations_past_their_time_keep_their_slot(
+    make_client: Callable[..., TestClient], workdir: Path
+) -> None:
+    rows = "".join(json.dumps(replay_row(f"p{i}")) + "\n" for i in range(50_000))
+    (workdir / "slow.jsonl").write_text(rows)
+    client = make_client(validation_timeout_s=0.05, validations_at_once=1)
+    _refused(client, _source("slow.jsonl"))  # its thread reads on, holding the one slot
+    busy = _refused(client, spec("runs/next"), status=503)
+    assert "retry" in busy["detail"]
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # the slow file is read to its end, then freed
+        answer = client.post("/jobs", json=spec("runs/next"))
+        if answer.status_code != 503:
+            break
+    assert answer.status_code == 201, answer.text
+
+
 # ---------------------------------------------------------------- outputs the file system can hold
 
 
