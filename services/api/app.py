@@ -85,8 +85,6 @@ def create_app(
     state = ServiceState(
         settings=settings,
         store=store,
-        output_root=output_root,
-        cwd=base,
         reconciler=Reconciler(store, interval_s=settings.reconcile_interval_s),
         rules=SubmissionRules(where=where, limits=settings.limits, inputs=inputs),
         metrics=metrics.metrics_registry(store),

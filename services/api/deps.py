@@ -14,7 +14,6 @@ import dataclasses
 import hmac
 import shlex
 import threading
-from pathlib import Path
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
@@ -35,8 +34,6 @@ class ServiceState:
 
     settings: Settings
     store: JobStore
-    output_root: Path
-    cwd: Path
     reconciler: Reconciler
     rules: SubmissionRules
     metrics: CollectorRegistry
