@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -239,6 +240,21 @@ def test_a_row_over_the_size_limit_is_422_naming_its_line(
     client = make_client(max_row_bytes=2048)
     detail = _refused(client, _source("big.jsonl"))["detail"]
     assert "line 2" in detail
+
+
+def test_a_huge_line_is_refused_in_bounded_memory(client: TestClient, workdir: Path) -> None:
+    # Issue 9, finding 5: 2 GB without a newline took the service to 4.5 GB at submission.
+    with (workdir / "one-line.jsonl").open("wb") as out:
+        for _ in range(64):
+            out.write(b"x" * (1 << 20))  # 64 MiB, no newline
+    tracemalloc.start()
+    try:
+        detail = _refused(client, _source("one-line.jsonl"))["detail"]
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert "line 1" in detail
+    assert peak < 48 * (1 << 20), f"peak {peak / (1 << 20):.0f} MiB while checking the input"
 
 
 def test_an_input_too_slow_to_validate_is_422(
