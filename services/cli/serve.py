@@ -60,12 +60,13 @@ def run(args: argparse.Namespace) -> int:
             return 1
     settings = settings.model_copy(update={"ray_address": address})
     logger.info(
-        "serving on http://%s:%d (Ray dashboard %s, jobs in %s, outputs under %s)",
+        "serving on http://%s:%d (Ray dashboard %s, jobs in %s, outputs under %s, inputs under %s)",
         args.host,
         args.port,
         address,
         settings.database_url,
         settings.output_root,
+        ", ".join(settings.input_roots),
     )
     uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info")
     return 0
