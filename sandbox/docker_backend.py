@@ -20,7 +20,7 @@ from typing import Any
 import docker
 import docker.errors
 
-from sandbox.errors import ContainerLost, SandboxUnavailable
+from sandbox.errors import ContainerLost, DockerUnavailable
 from sandbox.limits import POOL_LABEL, PoolConfig
 from sandbox.protocol import is_ready
 from sandbox.runner import CELL_UID_ENV
@@ -37,8 +37,10 @@ _STDOUT, _STDERR = 1, 2
 # across the whole host, so containers sharing one would eat each other's allowance. The
 # range lies above login users (to 60000), the subordinate uids useradd hands out (to
 # 600100000) and systemd-nspawn's range (to 1879048191), and below 2**31; drawing at
-# random keeps pools in different processes apart too.
-CELL_UIDS = range(1_900_000_000, 2_100_000_000)
+# random keeps pools in different processes apart too. Even uids only: the container's
+# judge runs as the odd uid after its cells' (sandbox.runner.judge_uid_of), which is so
+# never another container's cell uid.
+CELL_UIDS = range(1_900_000_000, 2_100_000_000, 2)
 _ENGINE_HINT = (
     "start the Docker engine (`sudo systemctl start docker`, or `sudo dockerd &`) and check "
     "that `docker info` works for this user"
@@ -49,13 +51,13 @@ def connect(max_connections: int = 16) -> Any:
     """A client for the local Docker engine (DOCKER_HOST and friends are honoured).
 
     Raises:
-        SandboxUnavailable: no engine answers.
+        DockerUnavailable: no engine answers.
     """
     try:
         client = docker.from_env(max_pool_size=max_connections)
         client.ping()
     except docker.errors.DockerException as exc:
-        raise SandboxUnavailable(f"cannot reach a Docker engine ({exc}); {_ENGINE_HINT}") from exc
+        raise DockerUnavailable(f"cannot reach a Docker engine ({exc}); {_ENGINE_HINT}") from exc
     return client
 
 
@@ -165,7 +167,7 @@ class DockerBackend:
         """Create, attach to and start one container; return it once its runner is ready.
 
         Raises:
-            SandboxUnavailable: the engine refused to create or start it.
+            DockerUnavailable: the engine refused to create or start it.
             ContainerLost: it started but its runner never said it was ready.
         """
         name = f"pairforge-sbx-{self.pool_id}-{next(self._serials)}"
@@ -180,9 +182,9 @@ class DockerBackend:
         try:
             container = self._create(name, cell_uid)
         except docker.errors.ImageNotFound as exc:
-            raise SandboxUnavailable(self._image_hint()) from exc
+            raise DockerUnavailable(self._image_hint()) from exc
         except docker.errors.DockerException as exc:
-            raise SandboxUnavailable(f"cannot create sandbox container {name}: {exc}") from exc
+            raise DockerUnavailable(f"cannot create sandbox container {name}: {exc}") from exc
         attach = None
         try:
             attach = self._client.api.attach_socket(
@@ -193,7 +195,7 @@ class DockerBackend:
             if attach is not None:
                 _close_attach(attach)
             _remove(container)
-            raise SandboxUnavailable(f"cannot start sandbox container {name}: {exc}") from exc
+            raise DockerUnavailable(f"cannot start sandbox container {name}: {exc}") from exc
         warm = WarmContainer(container, attach, cell_uid)
         try:
             greeting = warm.read_line(time.monotonic() + self._config.start_timeout_s)
@@ -232,9 +234,9 @@ class DockerBackend:
         try:
             self._client.images.get(self._config.image)
         except docker.errors.ImageNotFound as exc:
-            raise SandboxUnavailable(self._image_hint()) from exc
+            raise DockerUnavailable(self._image_hint()) from exc
         except docker.errors.DockerException as exc:
-            raise SandboxUnavailable(f"cannot inspect image {self._config.image}: {exc}") from exc
+            raise DockerUnavailable(f"cannot inspect image {self._config.image}: {exc}") from exc
 
     def _image_hint(self) -> str:
         return (
@@ -245,7 +247,12 @@ class DockerBackend:
     def _create(self, name: str, cell_uid: int) -> Any:
         """Create (not start) one container with every isolation option; its SDK model."""
         limits = self._config.limits
-        tmpfs = f"rw,nosuid,nodev,noexec,size={limits.tmpfs_mb}m,mode=1777"
+        # Inode limits bound what a cell can leave behind (a flood of empty directories
+        # costs no size), so the runner's wipe after each test stays short.
+        tmpfs = (
+            f"rw,nosuid,nodev,noexec,size={limits.tmpfs_mb}m,nr_inodes={limits.tmpfs_inodes},"
+            "mode=1777"
+        )
         memory = f"{limits.memory_mb}m"
         labels = {POOL_LABEL: "1", POOL_ID_LABEL: self.pool_id}
         if self._config.label:
@@ -254,8 +261,8 @@ class DockerBackend:
         host_config = api.create_host_config(
             network_mode="none",
             read_only=True,
-            tmpfs={"/work": tmpfs, "/tmp": tmpfs},
-            shm_size=f"{limits.tmpfs_mb}m",
+            # /dev/shm too: Docker's own shm mount has no inode limit.
+            tmpfs={"/work": tmpfs, "/tmp": tmpfs, "/dev/shm": tmpfs},
             cap_drop=["ALL"],
             cap_add=RUNNER_CAPABILITIES,
             security_opt=["no-new-privileges"],
@@ -334,9 +341,14 @@ def _remove(container: Any) -> None:
 
 
 def list_containers(client: Any, labels: dict[str, str]) -> list[str]:
-    """Ids of every container carrying all of ``labels``."""
+    """Ids of every container carrying all of ``labels`` (those removed meanwhile left out).
+
+    The SDK lists ids, then inspects each one: a container removed in between (our own
+    are auto-removed when they stop) must not fail the listing (issue 9, finding 6b).
+    """
     filters = {"label": [f"{key}={value}" for key, value in labels.items()]}
     try:
-        return [container.id for container in client.containers.list(all=True, filters=filters)]
+        found = client.containers.list(all=True, filters=filters, ignore_removed=True)
+        return [container.id for container in found]
     except docker.errors.DockerException as exc:
-        raise SandboxUnavailable(f"cannot list containers: {exc}; {_ENGINE_HINT}") from exc
+        raise DockerUnavailable(f"cannot list containers: {exc}; {_ENGINE_HINT}") from exc

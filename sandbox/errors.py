@@ -1,9 +1,10 @@
 """The sandbox's error tree; ``sandbox.docker_backend`` maps Docker's errors onto it.
 
-Callers (the Ray executors) map these onto the pipeline's ``InfrastructureError`` branch::
+Callers (the Ray executors) map these onto the pipeline's ``InfrastructureError`` branch
+(``DockerUnavailable`` onto its ``SandboxUnavailable``)::
 
     SandboxError                  base of everything the sandbox raises on purpose
-    ├── SandboxUnavailable        no Docker engine or no sandbox image: the run cannot start
+    ├── DockerUnavailable         no Docker engine or no sandbox image: the run cannot start
     ├── ContainerLost             a container died, stopped answering or broke the protocol
     └── ImageBuildError           the sandbox image could not be built
 
@@ -17,8 +18,12 @@ class SandboxError(Exception):
     """Base class of every error the sandbox raises on purpose."""
 
 
-class SandboxUnavailable(SandboxError):
-    """The Docker engine or the sandbox image cannot be used; the message says what to do."""
+class DockerUnavailable(SandboxError):
+    """The Docker engine or the sandbox image cannot be used; the message says what to do.
+
+    Not ``pipeline.errors.SandboxUnavailable``: that is the domain's name for the same
+    trouble, which the Ray executors raise (``from`` this) when a build cannot start.
+    """
 
 
 class ContainerLost(SandboxError):

@@ -49,7 +49,14 @@ class SandboxLimits(BaseModel):
         description="RLIMIT_NPROC of the cell user: processes a cell may have at once.",
     )
     tmpfs_mb: int = Field(
-        default=64, ge=1, description="Size of each tmpfs (work dir and /tmp) in MiB."
+        default=64, ge=1, description="Size of each tmpfs (/work, /tmp, /dev/shm) in MiB."
+    )
+    tmpfs_inodes: int = Field(
+        default=4096,
+        ge=64,
+        le=1_000_000,
+        description="Files and directories each tmpfs can hold: bounds what a cell can "
+        "leave behind, and so the wipe after every test.",
     )
     nofile: int = Field(default=64, ge=16, description="RLIMIT_NOFILE: open files per cell.")
     fsize_mb: int = Field(

@@ -27,13 +27,13 @@ from dataclasses import dataclass, field
 from pydantic import BaseModel, ConfigDict, Field
 
 from sandbox.pool import ContainerPool
-from sandbox.types import CellStatus, ExecutionRequest, ExecutionResult, Isolation
+from sandbox.types import CellMode, CellStatus, ExecutionRequest, ExecutionResult, Isolation
 
 logger = logging.getLogger(__name__)
 
 
 class MatrixProblem(BaseModel):
-    """The programs and tests of one problem; a cell runs ``program + "\\n" + test``."""
+    """The programs and tests of one problem; a cell is one program against one test."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -61,6 +61,13 @@ class MatrixResult(BaseModel):
     details: list[list[str]] = Field(description="Short detail per cell (empty when passed).")
     timings: MatrixTimings = Field(description="Wall and container time spent.")
     budget_exceeded: bool = Field(description="Some cells were not run: the budget ran out.")
+    fallback_cells: int = Field(
+        default=0,
+        ge=0,
+        description="Cells whose test could not be split and ran on the fallback path, in "
+        "the program's own process (see sandbox.runner): their outcome is only as "
+        "trustworthy as the program. Share per problem: fallback_cells / timings.cells.",
+    )
 
 
 @dataclass
@@ -88,6 +95,7 @@ class _Open:
                 cells=len(self.problem.programs) * len(self.problem.tests),
             ),
             budget_exceeded=any(row.budget_exceeded for row in rows),
+            fallback_cells=sum(row.modes.count(CellMode.FALLBACK) for row in rows),
         )
 
 
@@ -101,6 +109,7 @@ class MatrixBuilder:
         isolation: Isolation | None = None,
         budget_s: float = 120.0,
         max_open_problems: int | None = None,
+        split: bool = True,
     ) -> None:
         """
         Args:
@@ -110,6 +119,8 @@ class MatrixBuilder:
             budget_s: default per-problem budget in seconds.
             max_open_problems: problems read ahead of the slowest unfinished one (default:
                 twice the containers), so huge inputs stream in bounded memory.
+            split: judge splittable tests outside the program's process (the default);
+                False only to measure the cost (``ExecutionRequest.split``).
         """
         self._pool = pool
         self._timeout_s = timeout_s or pool.config.timeout_s
@@ -117,6 +128,7 @@ class MatrixBuilder:
         self._budget_s = budget_s
         self._workers = pool.config.workers
         self._max_open = max_open_problems or 2 * self._workers
+        self._split = split
 
     def build(self, problem: MatrixProblem) -> MatrixResult:
         """The pass matrix of one problem."""
@@ -204,6 +216,7 @@ class MatrixBuilder:
             timeout_s=self._timeout_s,
             isolation=self._isolation,
             budget_s=remaining,
+            split=self._split,
         )
         return self._pool.run(request)
 

@@ -108,7 +108,7 @@ class ContainerPool:
         """Start every container (in parallel); on any failure remove them all and raise.
 
         Raises:
-            SandboxUnavailable: no engine, no image, or containers cannot be created.
+            DockerUnavailable: no engine, no image, or containers cannot be created.
             ContainerLost: a container started but its runner never became ready.
         """
         self._backend = self._backend_factory(self.config, self.pool_id)
@@ -172,6 +172,7 @@ class ContainerPool:
             return ExecutionResult(
                 statuses=answer.statuses,
                 details=answer.details,
+                modes=answer.modes,
                 duration_s=time.monotonic() - started,
                 attempts=attempt,
                 budget_exceeded=answer.budget_exceeded,

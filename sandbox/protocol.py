@@ -1,8 +1,9 @@
 """The host's half of the runner protocol: request lines out, answer lines back (pure).
 
 The runner's half lives in ``sandbox.runner`` (stdlib-only, inside the container); the
-message shapes are documented there. Anything unexpected in an answer means the container
-cannot be trusted any more, so it raises ``ContainerLost`` and the pool replaces it.
+message shapes and the version (``PROTOCOL``, imported from there) are documented there.
+Anything unexpected in an answer means the container cannot be trusted any more, so it
+raises ``ContainerLost`` and the pool replaces it.
 """
 
 from __future__ import annotations
@@ -12,19 +13,21 @@ from dataclasses import dataclass
 
 from sandbox.errors import ContainerLost
 from sandbox.limits import SandboxLimits
-from sandbox.types import CellStatus, ExecutionRequest
+from sandbox.runner import PROTOCOL
+from sandbox.types import CellMode, CellStatus, ExecutionRequest
 
-PROTOCOL = 1
-# Fork, reap and wipe per test, on top of the test's own limit (measured: ~2 ms; generous).
+# Fork, reap and wipe per test, on top of the test's own limit (measured: ~2 ms; a wipe of
+# full tmpfs mounts, bounded by their inode limits, stays well under this).
 _PER_TEST_OVERHEAD_S = 0.25
 
 
 @dataclass(frozen=True)
 class RunnerAnswer:
-    """One decoded answer: a status and a detail per test, and whether to retire."""
+    """One decoded answer: a status, a detail and a mode per test, and whether to retire."""
 
     statuses: list[CellStatus]
     details: list[str]
+    modes: list[CellMode]
     retire: bool
     budget_exceeded: bool
 
@@ -38,6 +41,7 @@ def encode_request(request_id: int, request: ExecutionRequest, limits: SandboxLi
         "timeout_s": request.timeout_s,
         "isolation": request.isolation.value,
         "budget_s": request.budget_s,
+        "split": request.split,
         "limits": {
             "address_space_mb": limits.address_space_mb,
             "nproc": limits.cell_processes,
@@ -89,21 +93,23 @@ def decode_answer(line: bytes, request_id: int, n_tests: int) -> RunnerAnswer:
         raise ContainerLost(
             f"expected the answer to request {request_id}, got one for {message.get('id')!r}"
         )
-    statuses, details = message.get("statuses"), message.get("details")
-    if not isinstance(statuses, list) or not isinstance(details, list):
-        raise ContainerLost(f"answer {request_id} lacks its statuses or details lists")
-    if len(statuses) != n_tests or len(details) != n_tests:
+    statuses, details, modes = (message.get(key) for key in ("statuses", "details", "modes"))
+    if not (isinstance(statuses, list) and isinstance(details, list) and isinstance(modes, list)):
+        raise ContainerLost(f"answer {request_id} lacks its statuses, details or modes lists")
+    if any(len(values) != n_tests for values in (statuses, details, modes)):
         raise ContainerLost(
-            f"expected {n_tests} statuses and details in answer {request_id}, "
-            f"got {len(statuses)} and {len(details)}"
+            f"expected statuses, details and modes of {n_tests} tests in answer "
+            f"{request_id}, got {len(statuses)}, {len(details)} and {len(modes)}"
         )
     try:
         decoded = [CellStatus(status) for status in statuses]
+        decoded_modes = [CellMode(mode) for mode in modes]
     except ValueError as exc:
-        raise ContainerLost(f"answer {request_id} has an unknown status: {exc}") from exc
+        raise ContainerLost(f"answer {request_id} has an unknown status or mode: {exc}") from exc
     return RunnerAnswer(
         statuses=decoded,
         details=[str(detail) for detail in details],
+        modes=decoded_modes,
         retire=bool(message.get("retire")),
         budget_exceeded=bool(message.get("budget_exceeded")),
     )

@@ -1,47 +1,47 @@
-"""The in-container runner: executes one program and its tests at a time, one fork per test.
+"""The in-container runner: runs one program and its tests at a time, and owns the verdicts.
 
 Stdlib only: it runs inside the sandbox image, where nothing else is installed. It must be
 PID 1 of its container (the image's entry point) and run as root with exactly CAP_SETUID,
-CAP_SETGID and CAP_KILL; it refuses to start otherwise, because its clean-up step
-(``kill(-1, SIGKILL)``) would otherwise hit processes that are not cells.
+CAP_SETGID and CAP_KILL; it refuses to start otherwise.
 
 Protocol (one JSON object per line, on the runner's own stdin/stdout, which no cell can
 reach: every cell gets /dev/null as stdin, stdout and stderr)::
 
-    runner -> host   {"ready": true, "protocol": 1}                                  once
+    runner -> host   {"ready": true, "protocol": 2}                                  once
     host -> runner   {"id": 7, "program": "...", "tests": ["assert ..."],
                       "timeout_s": 1.0, "isolation": "process", "limits": {...},
-                      "budget_s": null}
+                      "budget_s": null, "split": true}
     runner -> host   {"id": 7, "statuses": ["passed", ...], "details": ["", ...],
-                      "retire": false, "budget_exceeded": false}
+                      "modes": ["split", ...], "retire": false, "budget_exceeded": false}
 
-Why a verdict cannot be forged by ordinary means: a cell process writes its outcome as a
-record to a private pipe (fd 3), tagged with a random per-child token and its pid; the
-harness writes ``passed`` only after the cell's code returned. ``sys.exit``/``os._exit``
-before the asserts, printing protocol-looking text (stdout is /dev/null), killing
-processes or crashing all leave no ``passed`` record, and a test without an authentic
-record is a failure of some kind (``verdict_from_exit``). Only code written to dig the
-token out of the harness's own memory could forge it; the container boundary (no network,
-read-only root, no capabilities, separate uid) still holds for such code. In shared mode
-the same holds per test, but tests run in the program's process and can tamper with it.
+Who may say ``passed`` (issue 9): the code under test never shares an address space with
+anything that can vouch for a result. Four kinds of process run here:
 
-Isolation, fastest safe design: the runner pre-imports common modules and forks one child
-per test from this warm interpreter (about 1 ms of CPU here), which runs
-``program + "\\n" + test`` as the container's cell uid (its own, given by the host in
-PAIRFORGE_CELL_UID; default the image's ``cell`` user) under rlimits. Forking each test from a
-per-program child that had already executed the program would save re-running it, but
-that child is controlled by untrusted code and would be the one reporting on its own
-tests; re-running a small program costs microseconds. The runner compiles the program and
-each test once per request (compiling runs nothing) and hands the code objects to the
-children, which saves each of them a cold compile (~0.4 ms of page faults).
-``isolation="shared"`` runs the program once and every test in turn in one child
-(explicitly opted into: tests can then see each other's side effects). Cells run with
-``__name__ == "__cell__"``, as in HumanEval's and CodeT's harnesses.
+- the runner (this process, PID 1, root): reads requests, plans each test
+  (``sandbox.split``), starts the others, kills and cleans up, and answers the host;
+- the template: forked at start-up, before any request was read, so it has never held a
+  program or a test. It forks every cell process, and so no cell can find an earlier
+  request's text (or this one's tests) in the memory it inherits;
+- cell processes (``sandbox.cell``, the container's cell uid, under rlimits): run the
+  program and answer questions about it; they decide nothing;
+- the judge (``sandbox.judge``, one per request, a uid of its own, so no cell can signal,
+  trace or read it): evaluates each split test itself, asking the cell only for the values
+  of the program's expressions, and reports the outcomes to the runner.
 
-After every child, the runner kills every other process in the container (daemons that
-called setsid included), reaps them, and wipes the writable directories. If it cannot
-restore a clean state it answers with ``"retire": true`` and exits, so the host replaces
-the container.
+A test that cannot be split (not a single assert over plain expressions) runs inside the
+cell process, whose report the judge accepts only as the answer to a token it hands out
+after the test returned; such cells say ``"fallback"`` in ``modes``.
+
+Isolation: in ``"process"`` mode every test gets a fresh cell process (the program runs
+again in it: microseconds for the usual program); ``"shared"`` runs the program once and
+every test in turn in one cell process (tests then see each other's side effects). Cells
+run with ``__name__ == "__cell__"``, as in HumanEval's and CodeT's harnesses.
+
+After every cell process, the runner kills every process of the cell uid (daemons that
+called setsid included), reaps them, and wipes the writable directories (bounded: they are
+tmpfs mounts with size and inode limits, and the wipe gives up after WIPE_LIMIT_S). If it
+cannot restore a clean state it answers with ``"retire": true`` and exits, so the host
+replaces the container.
 """
 
 from __future__ import annotations
@@ -53,38 +53,42 @@ import os
 import resource
 import select
 import signal
+import socket
 import stat
+import struct
 import sys
 import time
-from types import CodeType
-from typing import Any
+from typing import Any, NoReturn
 
-PROTOCOL = 1
+from sandbox import cell, wire
+from sandbox.verdicts import MEMORY, SANDBOX_ERROR, TIMEOUT, verdict_from_exit
+
+PROTOCOL = 2
+"""Version of the host <-> runner protocol; ``sandbox.protocol`` uses this very constant."""
 # The host gives every container its own cell uid (used as the gid too) in this variable:
 # the kernel counts RLIMIT_NPROC per uid across the whole host, so cells of containers
-# sharing a uid would use up each other's process allowance. Without it, cells run as the
-# image's `cell` user.
+# sharing a uid would use up each other's process allowance. The judge runs as the next
+# uid. Without it, cells run as the image's `cell` user.
 CELL_UID_ENV = "PAIRFORGE_CELL_UID"
 DEFAULT_CELL_UID = 10001
-# Never root, a system account or a 16-bit sentinel (65534 nobody, 65535 -1), and below
-# 2**31 so no tool reads it as negative.
+# Never root, a system account or a 16-bit sentinel (65534 nobody, 65535 -1, for the cell
+# or the judge), and the judge's uid below 2**31 so no tool reads it as negative.
 CELL_UID_MIN = 10000
-CELL_UID_MAX = (1 << 31) - 2
+CELL_UID_MAX = (1 << 31) - 3
 WORK_DIR = "/work"
 # Every place a cell can write to (the root filesystem is read-only).
 WIPE_DIRS = ("/work", "/tmp", "/dev/shm", "/dev/mqueue")
-RESULT_FD = 3
-PRECOMPILE_MAX_CHARS = 256_000
-DETAIL_CHARS = 200
-RECORD_BYTES = 1 << 16
-
-PASSED = "passed"
-FAILED = "failed"
-ERROR = "error"
-TIMEOUT = "timeout"
-MEMORY = "memory"
-SANDBOX_ERROR = "sandbox_error"
-STATUSES = (PASSED, FAILED, ERROR, TIMEOUT, MEMORY, SANDBOX_ERROR)
+# The wipe's bound: the tmpfs mounts hold a few thousand inodes each (see the Docker
+# backend), which take well under a second to remove; past this the container is retired.
+WIPE_LIMIT_S = 5.0
+# How long killed processes may take to disappear (they have SIGKILL pending; this is
+# scheduling delay only) before the container counts as unclean.
+REAP_LIMIT_S = 5.0
+# How long the judge may take to compile and plan one request (a bound, not a budget).
+PLAN_LIMIT_S = 60.0
+ANSWER_BYTES = 1 << 16
+EXIT_REPORT = struct.Struct("=ii")
+"""The template's report of a cell process's end: its pid and wait status."""
 
 # Modules that model-written code imports most often (typing alone costs ~5 ms to import).
 # Importing them once here makes every forked cell find them already loaded. Not `random`
@@ -94,112 +98,37 @@ WARM_MODULES = (
     "string", "copy", "operator", "json", "datetime", "fractions", "decimal",
 )  # fmt: skip
 
-CELL_MODULE_NAME = "__cell__"
 # Set once in the runner (cells inherit it): clearing os.environ in every child costs
 # about 0.2 ms of copy-on-write page faults per cell.
 CELL_ENV = {"HOME": WORK_DIR, "PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
+_MB = 1 << 20
 
 
 # --------------------------------------------------------------------------- pure parts
-
-
-def short_detail(text: str) -> str:
-    """The last non-empty line of ``text``, cut to DETAIL_CHARS characters."""
-    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    last = lines[-1] if lines else ""
-    return last if len(last) <= DETAIL_CHARS else last[: DETAIL_CHARS - 3] + "..."
-
-
-def describe_exception(exc: BaseException) -> tuple[str, str]:
-    """Status and detail for an exception that escaped a cell's code.
-
-    The detail is built by hand rather than with ``traceback``: it runs in every failing
-    cell, and most cells of a pass matrix fail.
-    """
-    name = type(exc).__name__
-    if isinstance(exc, SystemExit):
-        return ERROR, f"SystemExit({exc.code!r}) before the test finished"
-    try:
-        message = str(exc)
-    except BaseException:  # a cell's own exception class may break __str__
-        message = ""
-    detail = short_detail(f"{name}: {message}" if message.strip() else name)
-    if isinstance(exc, AssertionError):
-        return FAILED, detail
-    if isinstance(exc, MemoryError):
-        return MEMORY, detail
-    return ERROR, detail
-
-
-def format_record(token: str, pid: int, index: int, status: str, detail: str) -> bytes:
-    """One result record: ``token pid index status detail`` on one line."""
-    return f"{token} {pid} {index} {status} {detail}\n".encode(errors="replace")
-
-
-def parse_records(data: bytes, token: str, pid: int) -> dict[int, tuple[str, str]]:
-    """Test index -> (status, detail) from the authentic records in ``data``.
-
-    Records are lines ``token pid index status detail`` (see ``format_record``); lines with
-    another token or pid, a bad index or an unknown status are ignored, and the first
-    authentic record of an index wins.
-    """
-    records: dict[int, tuple[str, str]] = {}
-    expected = (token.encode(), str(pid).encode())
-    for line in data.split(b"\n"):
-        parts = line.split(b" ", 4)
-        if len(parts) != 5 or (parts[0], parts[1]) != expected or not parts[2].isdigit():
-            continue
-        status = parts[3].decode(errors="replace")
-        if status in STATUSES:
-            detail = short_detail(parts[4].decode(errors="replace"))
-            records.setdefault(int(parts[2]), (status, detail))
-    return records
-
-
-def verdict_from_exit(wait_status: int | None, timed_out: bool, timeout_s: float,
-                      oom_killed: bool) -> tuple[str, str]:  # fmt: skip
-    """Status of a test that left no authentic record, from how its process ended.
-
-    Args:
-        wait_status: the child's status from ``waitpid`` (None if it was never reaped).
-        timed_out: the runner killed it at the wall-clock deadline.
-        timeout_s: that deadline, for the detail.
-        oom_killed: the container's OOM-kill counter rose while it ran.
-    """
-    if timed_out:
-        return TIMEOUT, f"no result within the {timeout_s:g} s wall-clock limit"
-    if wait_status is None:
-        return SANDBOX_ERROR, "the cell process was lost"
-    if os.WIFSIGNALED(wait_status):
-        sig = os.WTERMSIG(wait_status)
-        if sig == signal.SIGXCPU:
-            return TIMEOUT, "CPU time limit exceeded"
-        if sig == signal.SIGKILL and oom_killed:
-            return MEMORY, "killed by the container's memory limit"
-        if sig == signal.SIGXFSZ:
-            return ERROR, "file size limit exceeded"
-        return ERROR, f"killed by signal {signal.Signals(sig).name}"
-    code = os.WEXITSTATUS(wait_status) if os.WIFEXITED(wait_status) else -1
-    return ERROR, f"exited with code {code} before the test finished"
 
 
 def cell_uid_from(value: str | None) -> int:
     """The cell uid named by the CELL_UID_ENV value ``value`` (None: the image's default).
 
     Raises:
-        ValueError: ``value`` is not a decimal uid in [CELL_UID_MIN, CELL_UID_MAX] or is a
-            16-bit sentinel.
+        ValueError: ``value`` is not a decimal uid in [CELL_UID_MIN, CELL_UID_MAX], or it
+            or the judge's uid after it is a 16-bit sentinel.
     """
     if value is None:
         return DEFAULT_CELL_UID
     text = value.strip()
     uid = int(text) if text.isascii() and text.isdigit() else -1
-    if not CELL_UID_MIN <= uid <= CELL_UID_MAX or uid in (65534, 65535):
+    if not CELL_UID_MIN <= uid <= CELL_UID_MAX or uid in (65533, 65534, 65535):
         raise ValueError(
             f"{CELL_UID_ENV} must be a uid in [{CELL_UID_MIN}, {CELL_UID_MAX}] other than "
-            f"65534 and 65535, got {value!r}"
+            f"65533, 65534 and 65535, got {value!r}"
         )
     return uid
+
+
+def judge_uid_of(cell_uid: int) -> int:
+    """The uid the judge runs as in a container whose cells run as ``cell_uid``."""
+    return cell_uid + 1
 
 
 def cpu_limit_s(timeout_s: float, tests_per_child: int) -> int:
@@ -207,113 +136,164 @@ def cpu_limit_s(timeout_s: float, tests_per_child: int) -> int:
     return int(timeout_s * tests_per_child) + 1
 
 
-# --------------------------------------------------------------------------- the cell side
+Outcome = tuple[str, str]
+"""A test's (status, detail)."""
 
 
-Step = tuple[int | None, tuple[CodeType | str, ...]]
-"""What a child runs: (test index, or None for a shared program; code run in sequence)."""
+def outcomes_of(indexes: list[int], records: dict[int, Outcome], end: Outcome | None,
+                over_budget: bool) -> list[Outcome]:  # fmt: skip
+    """The outcomes of one cell process's tests, in order, up to the first without a record.
 
-
-def precompile(source: str) -> CodeType | None:
-    """``source`` compiled in the runner, or None to leave compiling to the cell.
-
-    Compiling parses but runs nothing, and done once per request here it saves every
-    forked cell the page faults of a cold compile (~0.4 ms of a ~1 ms cell). Sources with
-    ``__future__`` imports (which would change how the test compiles) and very large ones
-    are compiled in the cell instead, as is anything that does not compile alone.
+    Args:
+        indexes: the tests it ran, in order.
+        records: the judge's outcomes by test.
+        end: the outcome of the first test without a record (how the process ended), or
+            None if it was stopped between tests because the budget ran out.
+        over_budget: stopped for the budget: tests without a record were never run.
     """
-    if len(source) > PRECOMPILE_MAX_CHARS or "__future__" in source:
-        return None
-    try:
-        return compile(source, "<cell>", "exec", dont_inherit=True)
-    except BaseException:  # SyntaxError, ValueError (NUL bytes), RecursionError, ...
-        return None
+    outcomes: list[tuple[str, str]] = []
+    for index in indexes:
+        if index in records:
+            outcomes.append(records[index])
+            continue
+        if over_budget or end is None:
+            break
+        outcomes.append(end)
+        break
+    return outcomes
 
 
-def cell_steps(program: str, tests: list[str], first: int, shared: bool,
-               program_code: CodeType | None,
-               test_codes: list[CodeType | None]) -> list[Step]:  # fmt: skip
-    """The steps of one child: test ``first`` alone, or (shared) the program then the rest.
+# --------------------------------------------------------------------------- processes
 
-    A process-isolated cell is ``program + "\\n" + test``; running the two compiled halves
-    in sequence in one namespace is the same thing whenever both compile on their own
-    (the test then starts at column 0 with no construct left open), so the text is joined
-    only when one of them does not.
+
+def _drop_to(uid: int) -> None:
+    os.setgroups([])
+    os.setgid(uid)
+    os.setuid(uid)
+
+
+def _oom_score(value: bytes) -> None:
+    # Make these processes, never the runner, the OOM killer's choice (raising needs no
+    # privilege).
+    adj = os.open("/proc/self/oom_score_adj", os.O_WRONLY)
+    os.write(adj, value)
+    os.close(adj)
+
+
+def _become_cell(limits: list[tuple[int, tuple[int, int]]], fd: int, cell_uid: int) -> NoReturn:
+    """In a fork of the template: set up one cell process and serve its judge.
+
+    The template has already put /dev/null on 0, 1 and 2 and /work as the working
+    directory; what is left is as little work as possible (every page this forked process
+    touches is a copy-on-write fault: most of a cell's cost).
     """
-    if shared:
-        steps: list[Step] = [(None, (program_code or program,))]
-        for offset, test in enumerate(tests[first:]):
-            steps.append((first + offset, (test_codes[first + offset] or test,)))
-        return steps
-    test_code = test_codes[first]
-    if program_code is not None and test_code is not None:
-        return [(first, (program_code, test_code))]
-    return [(first, (program + "\n" + tests[first],))]
-
-
-def _cell_main(steps: list[Step], token: str, limits: dict[str, Any], result_w: int,
-               devnull: int, cpu_s: int, cell_uid: int) -> None:  # fmt: skip
-    """Runs in the forked child: drop to the cell user, run ``steps``; never returns.
-
-    Every test that returns writes a ``passed`` record, every exception its status; a
-    shared program that fails gives every test its status.
-    """
-    pid = os.getpid()
     try:
         os.setsid()
-        # Make cells, never the runner, the OOM killer's choice (raising needs no privilege).
-        adj = os.open("/proc/self/oom_score_adj", os.O_WRONLY)
-        os.write(adj, b"1000")
-        os.close(adj)
-        mb = 1 << 20
+        _oom_score(b"1000")
+        for kind, value in limits:
+            resource.setrlimit(kind, value)
+        if fd != cell.FD:
+            os.dup2(fd, cell.FD)
+        os.closerange(cell.FD + 1, 1 << 16)
+        _drop_to(cell_uid)
+    except BaseException:
+        os._exit(71)  # it never says "up": the judge reports the set-up as failed
+    cell.serve()
+
+
+def _cell_limits(spec: dict[str, int]) -> list[tuple[int, tuple[int, int]]]:
+    """The rlimits of a cell process, from the runner's spec of them."""
+    return [
+        (resource.RLIMIT_CPU, (spec["cpu_s"], spec["cpu_s"] + 1)),
+        (resource.RLIMIT_AS, (spec["address_space_mb"] * _MB,) * 2),
+        (resource.RLIMIT_NPROC, (spec["nproc"],) * 2),
+        (resource.RLIMIT_FSIZE, (spec["fsize_mb"] * _MB,) * 2),
+        (resource.RLIMIT_NOFILE, (spec["nofile"],) * 2),
+        (resource.RLIMIT_CORE, (0, 0)),
+    ]
+
+
+def _template_main(control: socket.socket, devnull: int, cell_uid: int) -> NoReturn:
+    """The template: fork a cell process per order of the runner; report how each ended.
+
+    It receives only limits and a socket, never a program or a test, so every cell it
+    forks starts from a process that has held no request's text.
+    """
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    os.chdir(WORK_DIR)
+    poller = select.poll()
+    poller.register(control, select.POLLIN)
+    cells: dict[int, int] = {}  # pidfd -> pid
+    specs: dict[bytes, list[tuple[int, tuple[int, int]]]] = {}
+    while True:
+        for fd, _ in poller.poll():
+            if fd in cells:
+                pid = cells.pop(fd)
+                poller.unregister(fd)
+                os.close(fd)
+                _, status = os.waitpid(pid, 0)
+                control.send(EXIT_REPORT.pack(pid, status))
+                continue
+            data, fds, _, _ = socket.recv_fds(control, 1 << 12, 1)
+            if not data:
+                os._exit(0)
+            if data not in specs:  # the same few, request after request
+                specs[data] = _cell_limits(json.loads(data))
+            pid = os.fork()
+            if pid == 0:  # pragma: no cover - the cell process
+                _become_cell(specs[data], fds[0], cell_uid)
+            os.close(fds[0])
+            pidfd = os.pidfd_open(pid)
+            cells[pidfd] = pid
+            poller.register(pidfd, select.POLLIN)
+
+
+def _judge_main(control: socket.socket, requests: int, devnull: int,
+                judge_uid: int) -> NoReturn:  # fmt: skip
+    """In a fork of the runner: become the container's judge."""
+    try:
+        os.setsid()
+        _oom_score(b"500")
+        # No processes (RLIMIT_NPROC 0) and no files; memory is the container's (the
+        # judge outlives requests, whose cell limits differ), time the runner's deadline.
         for kind, value in (
-            (resource.RLIMIT_CPU, (cpu_s, cpu_s + 1)),
-            (resource.RLIMIT_AS, (limits["address_space_mb"] * mb,) * 2),
-            (resource.RLIMIT_NPROC, (limits["nproc"],) * 2),
-            (resource.RLIMIT_FSIZE, (limits["fsize_mb"] * mb,) * 2),
-            (resource.RLIMIT_NOFILE, (limits["nofile"],) * 2),
+            (resource.RLIMIT_NPROC, (0, 0)),
+            (resource.RLIMIT_FSIZE, (0, 0)),
+            (resource.RLIMIT_NOFILE, (16, 16)),
             (resource.RLIMIT_CORE, (0, 0)),
         ):
             resource.setrlimit(kind, value)
         for fd in (0, 1, 2):
             os.dup2(devnull, fd)
-        os.dup2(result_w, RESULT_FD)
-        os.closerange(RESULT_FD + 1, 1 << 16)
-        os.chdir(WORK_DIR)
-        os.setgroups([])
-        os.setgid(cell_uid)
-        os.setuid(cell_uid)
-    except BaseException as exc:
-        first = next((index for index, _ in steps if index is not None), 0)
-        detail = short_detail(f"cell setup failed: {exc!r}")
+        keep = sorted((control.fileno(), requests))
+        os.closerange(3, keep[0])
+        os.closerange(keep[0] + 1, keep[1])
+        os.closerange(keep[1] + 1, 1 << 16)
+        os.chdir("/")
+        _drop_to(judge_uid)
+        # Imported here, in the judge, not by the runner: the template and so every cell
+        # process would carry its modules (ast among them), and every fork and exit costs
+        # in proportion to the memory mapped.
+        from sandbox import judge
+    except BaseException:
+        os._exit(71)
+    judge.serve(control, requests)
+
+
+class _Peer:
+    """A child process of the runner and the runner's end of a socket to it."""
+
+    def __init__(self, pid: int, control: socket.socket) -> None:
+        self.pid = pid
+        self.control = control
+
+    def receive(self) -> bytes:
+        """Its next message (empty if it closed the socket: it died)."""
         try:
-            os.write(result_w, format_record(token, pid, first, SANDBOX_ERROR, detail))
-        finally:
-            os._exit(1)
-
-    # Not "__main__": like HumanEval's and CodeT's harnesses, so a program's
-    # `if __name__ == "__main__":` block (often reading stdin) does not run.
-    namespace: dict[str, Any] = {"__name__": CELL_MODULE_NAME, "__builtins__": __builtins__}
-    for index, parts in steps:
-        try:
-            for part in parts:
-                if isinstance(part, str):
-                    part = compile(part, "<cell>", "exec", dont_inherit=True)
-                exec(part, namespace)
-        except BaseException as exc:
-            status, detail = describe_exception(exc)
-            if index is not None:
-                os.write(RESULT_FD, format_record(token, pid, index, status, detail))
-                continue
-            for test_index, _ in steps[1:]:  # the shared program failed: so does every test
-                os.write(RESULT_FD, format_record(token, pid, test_index or 0, status, detail))
-            break
-        if index is not None:
-            os.write(RESULT_FD, format_record(token, pid, index, PASSED, ""))
-    os._exit(0)
-
-
-# --------------------------------------------------------------------------- the runner side
+            return self.control.recv(ANSWER_BYTES)
+        except OSError:
+            return b""
 
 
 class Runner:
@@ -321,30 +301,51 @@ class Runner:
 
     def __init__(self, cell_uid: int = DEFAULT_CELL_UID) -> None:
         self.cell_uid = cell_uid
+        self.judge_uid = judge_uid_of(cell_uid)
         self.devnull = os.open("/dev/null", os.O_RDWR)
+        self._oom_events = _open_oom_events()
         self.oom_kills = self._read_oom_kills()
+        self._template: _Peer | None = None
+        self._judge: _Peer | None = None
+        self._judge_requests = -1  # the write end of the judge's request pipe
+        self._request: bytes = b""  # the current request, for a judge started mid-way
+        self._exited: dict[int, int] = {}  # reaped children of ours we still care about
+
+    def start_template(self) -> None:
+        """Fork the template; call before reading any request (it must never hold one)."""
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the template
+            ours.close()
+            _template_main(theirs, self.devnull, self.cell_uid)
+        theirs.close()
+        self._template = _Peer(pid, ours)
+
+    # ----------------------------------------------------------------- requests
 
     def handle(self, request: dict[str, Any]) -> dict[str, Any]:
         """One response for one request."""
-        program: str = request["program"]
         tests: list[str] = request["tests"]
         timeout_s = float(request["timeout_s"])
         limits: dict[str, Any] = request["limits"]
         shared = request.get("isolation") == "shared"
         budget_s = request.get("budget_s")
         stop_at = None if budget_s is None else time.monotonic() + float(budget_s)
-        outcomes: list[tuple[str, str]] = []
+        self._request = json.dumps(
+            {"program": request["program"], "tests": tests, "shared": shared,
+             "split": bool(request.get("split", True))}
+        ).encode()  # fmt: skip
+        modes = self._plan()
+        outcomes: list[Outcome] = []
         clean = True
         over_budget = False
-        program_code = precompile(program)
-        test_codes = [precompile(test) for test in tests]
         while len(outcomes) < len(tests) and clean:
             if stop_at is not None and time.monotonic() >= stop_at:
                 over_budget = True
                 break
             start = len(outcomes)
-            steps = cell_steps(program, tests, start, shared, program_code, test_codes)
-            outcomes.extend(self._run_child(steps, timeout_s, limits, stop_at))
+            indexes = list(range(start, len(tests))) if shared else [start]
+            outcomes.extend(self._run_cell(indexes, shared, timeout_s, limits, stop_at))
             clean = self._clean_up()
         if over_budget:
             reason = f"not run: the time budget of {budget_s:g} s ran out"
@@ -355,124 +356,211 @@ class Runner:
             "id": request.get("id"),
             "statuses": [status for status, _ in outcomes],
             "details": [detail for _, detail in outcomes],
+            "modes": modes,
             "retire": not clean,
             "budget_exceeded": over_budget,
         }
 
-    def _run_child(self, steps: list[Step], timeout_s: float, limits: dict[str, Any],
-                   stop_at: float | None) -> list[tuple[str, str]]:  # fmt: skip
-        """Fork one child for ``steps``; the outcomes of the tests it reached, in order.
+    def _plan(self) -> list[str]:
+        """Give the judge the current request (starting one if needed); the tests' modes."""
+        for attempt in range(2):
+            judge_peer = self._judge or self._start_judge()
+            try:
+                judge_peer.control.send(b'{"op": "request"}')
+                wire.write_frame(self._judge_requests, wire.KIND_JSON, self._request)
+            except OSError:
+                pass  # it died: the reply below is empty
+            ready = select.select([judge_peer.control], [], [], PLAN_LIMIT_S)[0]
+            reply = judge_peer.receive() if ready else b""
+            if reply:
+                modes: list[str] = json.loads(reply)["modes"]
+                return modes
+            self._stop_judge()
+            if attempt:
+                break
+        raise _JudgeLost("the judge could not take the request twice in a row")
 
-        Tests after one that timed out or crashed a shared child are left for the caller to
-        run in a fresh child. A shared child is stopped at the first record read after
+    # ----------------------------------------------------------------- one cell process
+
+    def _run_cell(self, indexes: list[int], shared: bool, timeout_s: float,
+                  limits: dict[str, Any], stop_at: float | None) -> list[Outcome]:  # fmt: skip
+        """Start a cell process for ``indexes`` and have the judge decide them.
+
+        Tests after one that timed out or crashed a shared cell are left for the caller to
+        run in a fresh one. A shared cell is stopped at the first outcome read after
         ``stop_at`` (it starts no further test), so it may return no outcome at all then.
         """
-        token = os.urandom(16).hex()
-        indexes = [index for index, _ in steps if index is not None]
-        shared = len(steps) > 1
-        result_r, result_w = os.pipe()
-        cpu_s = cpu_limit_s(timeout_s, len(steps))
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - runs in the child, which never returns
-            os.close(result_r)
-            _cell_main(steps, token, limits, result_w, self.devnull, cpu_s, self.cell_uid)
-        os.close(result_w)
-        os.set_blocking(result_r, False)
-        pidfd = os.pidfd_open(pid)
-        reader = _RecordReader(result_r, token, pid)
-        wait_status: int | None = None
+        template = self._template
+        if template is None:
+            raise RuntimeError("start_template() was not called")
+        if self._judge is None:
+            self._plan()  # a judge killed after the last cell: give the new one the request
+        judge_peer = self._judge
+        if judge_peer is None:
+            raise _JudgeLost("no judge")
+        spec = json.dumps(dict(limits, cpu_s=cpu_limit_s(timeout_s, len(indexes)))).encode()
+        for_cell, for_judge = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        with for_cell, for_judge:
+            socket.send_fds(template.control, [spec], [for_cell.fileno()])
+            order = json.dumps({"op": "cell", "tests": indexes}).encode()
+            socket.send_fds(judge_peer.control, [order], [for_judge.fileno()])
+
+        records: dict[int, Outcome] = {}
+        ended: str | None = None  # why the judge stopped before deciding every test
+        cell_status: int | None = None
         timed_out = over_budget = False
         # Shared mode: the program and the first test share the first deadline, and each
-        # later test gets its own, measured from the previous test's record.
+        # later test gets its own, measured from the previous outcome.
         deadline = time.monotonic() + timeout_s * (2 if shared else 1)
         poller = select.poll()
-        poller.register(pidfd, select.POLLIN)
-        if shared:
-            # Only shared mode reads records as they come (each one restarts the clock, and
-            # a pipe holds only some hundreds); a single cell's is read once it has exited.
-            poller.register(result_r, select.POLLIN)
-        while wait_status is None and not over_budget:
+        poller.register(judge_peer.control, select.POLLIN)
+        poller.register(template.control, select.POLLIN)
+        while len(records) < len(indexes) and ended is None and not over_budget:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 timed_out = True
                 break
-            for fd, event in poller.poll(remaining * 1000):
-                if fd == pidfd:
-                    _, wait_status = os.waitpid(pid, 0)
-                elif event & select.POLLIN:
-                    # One read per wake-up, so a cell flooding the pipe cannot hold the
-                    # runner here past the deadline.
-                    if reader.read_once():
-                        now = time.monotonic()
-                        deadline = now + timeout_s
-                        over_budget = stop_at is not None and now >= stop_at
-                else:  # every writer closed the pipe: nothing more will come from it
-                    poller.unregister(result_r)
-        self._kill_all()
-        reader.read_to_end()
-        os.close(result_r)
-        os.close(pidfd)
-        return self._outcomes(indexes, reader.records, wait_status, timed_out, over_budget,
-                              timeout_s)  # fmt: skip
-
-    def _outcomes(self, indexes: list[int], records: dict[int, tuple[str, str]],
-                  wait_status: int | None, timed_out: bool, over_budget: bool,
-                  timeout_s: float) -> list[tuple[str, str]]:  # fmt: skip
-        """The outcomes of one finished (and reaped) child's tests, in order.
-
-        The OOM-kill counter is read after every child, whatever its end, so an OOM kill
-        during one child is never blamed on a later one.
-        """
+            for fd, _ in poller.poll(remaining * 1000):
+                if fd == template.control.fileno():
+                    cell_status = self._cell_report(template)
+                    continue
+                data = judge_peer.receive()
+                message = json.loads(data) if data else {}
+                if not data:
+                    ended = "judge died"
+                elif "status" in message:
+                    records[message["index"]] = (message["status"], message["detail"])
+                    now = time.monotonic()
+                    deadline = now + timeout_s
+                    over_budget = stop_at is not None and now >= stop_at
+                else:
+                    ended = "lost" if message.get("lost") else "unset"
+        self._kill_cells()
+        judge_status: int | None = None
+        if ended == "judge died" or timed_out or (over_budget and len(records) < len(indexes)):
+            judge_status = self._stop_judge()  # it may be mid-test: never reuse it then
+        if cell_status is None:
+            cell_status = self._cell_report(template, wait=True)
         oom = self._oom_rose()
-        outcomes: list[tuple[str, str]] = []
-        for index in indexes:
-            if index in records:
-                outcomes.append(records[index])
-                continue
-            if over_budget:  # killed between tests: the rest were never run
-                break
-            killed_for_memory = oom and wait_status is not None and os.WIFSIGNALED(wait_status)
-            outcomes.append(verdict_from_exit(wait_status, timed_out, timeout_s, killed_for_memory))
-            break
-        return outcomes
+        end: Outcome | None
+        if ended == "unset":
+            end = (SANDBOX_ERROR, "the cell process could not be set up")
+        elif ended == "judge died":
+            end = _judge_death(judge_status, oom)
+        else:
+            killed = oom and cell_status is not None and os.WIFSIGNALED(cell_status)
+            end = verdict_from_exit(cell_status, timed_out, timeout_s, killed)
+        if over_budget:
+            end = None
+        return outcomes_of(indexes, records, end, over_budget)
 
-    @staticmethod
-    def _kill_all() -> None:
-        """Kill every process but this one (PID 1 is exempt from kill(-1)) and reap them.
+    def _cell_report(self, template: _Peer, wait: bool = False) -> int | None:
+        """The wait status of the cell process the template reports next."""
+        if wait and not select.select([template.control], [], [], REAP_LIMIT_S)[0]:
+            return None
+        report = template.receive()
+        if len(report) != EXIT_REPORT.size:
+            raise _TemplateLost("the template process died")
+        return int(EXIT_REPORT.unpack(report)[1])
 
-        The kernel holds the task list while it signals, and a process with a fatal signal
-        pending cannot finish a fork, so one kill(-1) catches fork bombs and setsid daemons.
-        Orphans are re-parented to PID 1, so waiting until ECHILD reaps all of them.
-        """
+    # ----------------------------------------------------------------- the judge
+
+    def _start_judge(self) -> _Peer:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        requests_r, requests_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the judge
+            ours.close()
+            os.close(requests_w)
+            _judge_main(theirs, requests_r, self.devnull, self.judge_uid)
+        theirs.close()
+        os.close(requests_r)
+        self._judge = _Peer(pid, ours)
+        self._judge_requests = requests_w
+        return self._judge
+
+    def _stop_judge(self) -> int | None:
+        """Kill and reap the judge (if any); its wait status."""
+        judge_peer, self._judge = self._judge, None
+        if judge_peer is None:
+            return None
+        judge_peer.control.close()
+        os.close(self._judge_requests)
         with contextlib.suppress(ProcessLookupError):
-            os.kill(-1, signal.SIGKILL)
-        while True:
-            try:
-                os.waitpid(-1, 0)
-            except ChildProcessError:
-                return
+            os.kill(judge_peer.pid, signal.SIGKILL)
+        return self._reap(judge_peer.pid)
+
+    # ----------------------------------------------------------------- clean-up
+
+    def _kill_cells(self) -> None:
+        """SIGKILL every process of the cell uid (the judge and the template are spared).
+
+        kill(-1) reaches every process the caller may signal; with the cell uid as real
+        and effective uid and no capability in effect, that is exactly the cell uid's
+        processes, in one pass: the kernel holds the task list while it signals, and a
+        process with a fatal signal pending cannot finish a fork, so fork bombs and setsid
+        daemons are caught too. The saved uid (root) lets the runner change back at once.
+        """
+        os.setresuid(self.cell_uid, self.cell_uid, 0)
+        try:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(-1, signal.SIGKILL)
+        finally:
+            os.setresuid(0, 0, 0)
 
     def _clean_up(self) -> bool:
-        """Empty the writable directories; False if they could not be emptied."""
+        """Reap the killed processes and empty the writable directories; False if unclean."""
+        if not self._all_cells_gone():
+            return False
         dirty = [path for path in WIPE_DIRS if _has_entries(path)]
         if not dirty:
             return True
         # Cells may leave directories the runner (without CAP_DAC_OVERRIDE) cannot enter,
-        # so the wipe runs as the cell user, who owns everything a cell created.
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - runs in the child
-            code = 1
-            try:
-                os.setgroups([])
-                os.setgid(self.cell_uid)
-                os.setuid(self.cell_uid)
-                for path in dirty:
-                    _remove_contents(path)
-                code = 0
-            finally:
-                os._exit(code)
-        os.waitpid(pid, 0)
+        # so it wipes as the cell user, who owns everything a cell created. No process of
+        # that uid is left to interfere (or to signal the runner meanwhile).
+        deadline = time.monotonic() + WIPE_LIMIT_S
+        os.setresuid(self.cell_uid, self.cell_uid, 0)
+        try:
+            for path in dirty:
+                _remove_contents(path, deadline)
+        finally:
+            os.setresuid(0, 0, 0)
         return not any(_has_entries(path) for path in dirty)
+
+    def _all_cells_gone(self) -> bool:
+        """Reap orphans until no process but the runner's own is left (bounded)."""
+        deadline = time.monotonic() + REAP_LIMIT_S
+        while True:
+            self._reap_any()
+            ours = {1, os.getpid()}
+            ours.update(peer.pid for peer in (self._template, self._judge) if peer is not None)
+            pids = [int(name) for name in os.listdir("/proc") if name.isdigit()]
+            if not [pid for pid in pids if pid not in ours]:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.0005)
+
+    def _reap_any(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            if self._template is not None and pid == self._template.pid:
+                raise _TemplateLost(f"the template process ended (wait status {status})")
+            self._exited[pid] = status
+
+    def _reap(self, pid: int) -> int | None:
+        """The wait status of our child ``pid`` (reaping it if still needed)."""
+        if pid in self._exited:
+            return self._exited.pop(pid)
+        try:
+            return os.waitpid(pid, 0)[1]
+        except ChildProcessError:
+            return None
 
     def _oom_rose(self) -> bool:
         """Whether the OOM-kill counter rose since the last reading (which this absorbs)."""
@@ -481,66 +569,42 @@ class Runner:
         self.oom_kills = count
         return rose
 
-    @staticmethod
-    def _read_oom_kills() -> int:
-        for path in ("/sys/fs/cgroup/memory.events", "/sys/fs/cgroup/memory/memory.oom_control"):
-            try:
-                with open(path) as handle:
-                    for line in handle:
-                        key, _, value = line.partition(" ")
-                        if key == "oom_kill":
-                            return int(value)
-            except OSError:
-                continue
+    def _read_oom_kills(self) -> int:
+        if self._oom_events < 0:
+            return 0
+        for line in os.pread(self._oom_events, 4096, 0).split(b"\n"):
+            key, _, value = line.partition(b" ")
+            if key == b"oom_kill":
+                return int(value)
         return 0
 
 
-class _RecordReader:
-    """Authentic records from a child's result pipe, parsed line by line as they arrive.
-
-    Only the unfinished last line is buffered (and dropped past RECORD_BYTES, which no
-    authentic record reaches), so the pipe never fills while the runner is listening and a
-    cell writing junk to it costs the runner no memory.
-    """
-
-    def __init__(self, fd: int, token: str, pid: int) -> None:
-        self.fd = fd
-        self.token = token
-        self.pid = pid
-        self.records: dict[int, tuple[str, str]] = {}
-        self._partial = bytearray()
-
-    def read_once(self) -> bool:
-        """Read what the pipe holds now (one read); whether a new record came with it."""
+def _open_oom_events() -> int:
+    """A descriptor on the cgroup's OOM-kill counter (v2, else v1), or -1 without one."""
+    for path in ("/sys/fs/cgroup/memory.events", "/sys/fs/cgroup/memory/memory.oom_control"):
         try:
-            chunk = os.read(self.fd, RECORD_BYTES)
-        except BlockingIOError:
-            return False
-        return self._take(chunk)
+            return os.open(path, os.O_RDONLY)
+        except OSError:
+            continue
+    return -1
 
-    def read_to_end(self) -> None:
-        """Read the rest once every writer is dead (a pipe holds a bounded amount)."""
-        while True:
-            try:
-                chunk = os.read(self.fd, RECORD_BYTES)
-            except BlockingIOError:
-                return
-            if not chunk:
-                return
-            self._take(chunk)
 
-    def _take(self, chunk: bytes) -> bool:
-        known = len(self.records)
-        self._partial += chunk
-        end = self._partial.rfind(b"\n")
-        if end >= 0:
-            lines = bytes(self._partial[:end])
-            del self._partial[: end + 1]
-            for index, outcome in parse_records(lines, self.token, self.pid).items():
-                self.records.setdefault(index, outcome)
-        if len(self._partial) > RECORD_BYTES:
-            self._partial.clear()
-        return len(self.records) > known
+def _judge_death(status: int | None, oom: bool) -> tuple[str, str]:
+    """The outcome of the test a judge died on (a test that spent the judge's limits)."""
+    if status is not None and os.WIFSIGNALED(status):
+        if os.WTERMSIG(status) == signal.SIGXCPU:
+            return TIMEOUT, "CPU time limit exceeded while evaluating the test"
+        if os.WTERMSIG(status) == signal.SIGKILL and oom:
+            return MEMORY, "killed by the container's memory limit"
+    return SANDBOX_ERROR, f"the judge process ended unexpectedly (wait status {status})"
+
+
+class _TemplateLost(Exception):
+    """The template process is gone: no more cells can start in this container."""
+
+
+class _JudgeLost(Exception):
+    """No judge could take the request: no outcome can be trusted in this container."""
 
 
 def _has_entries(path: str) -> bool:
@@ -551,11 +615,13 @@ def _has_entries(path: str) -> bool:
         return False
 
 
-def _remove_contents(root: str) -> None:
+def _remove_contents(root: str, deadline: float) -> None:
     """Delete everything under ``root`` without recursion (cells can nest very deep)."""
     stack = [os.path.join(root, name) for name in os.listdir(root)]
     directories: list[str] = []
     while stack:
+        if len(stack) % 256 == 0 and time.monotonic() > deadline:
+            return
         path = stack.pop()
         try:
             mode = os.lstat(path).st_mode
@@ -593,6 +659,9 @@ def main() -> int:
     if problem is not None:
         sys.stderr.write(f"pairforge runner: {problem}\n")
         return 2
+    # PID 1 gets only the signals it handles; Python handles SIGINT, which a cell could
+    # send while the runner briefly holds the cell uid (see Runner._kill_cells).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     for name in WARM_MODULES:
         try:
             __import__(name)
@@ -604,6 +673,8 @@ def main() -> int:
     # would write to their headers and copy their pages.
     gc.freeze()
     runner = Runner(cell_uid)
+    runner.start_template()
+    runner._start_judge()
     out = sys.stdout.buffer
     out.write(json.dumps({"ready": True, "protocol": PROTOCOL}).encode() + b"\n")
     out.flush()
@@ -614,6 +685,8 @@ def main() -> int:
             response = runner.handle(json.loads(line))
         except (ValueError, KeyError, TypeError) as exc:
             response = {"error": f"malformed request: {exc!r}", "retire": False}
+        except (_TemplateLost, _JudgeLost) as exc:
+            response = {"error": f"cannot run cells any more: {exc}", "retire": True}
         out.write(json.dumps(response).encode() + b"\n")
         out.flush()
         if response.get("retire"):

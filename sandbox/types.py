@@ -1,33 +1,47 @@
 """Requests to and results from the sandbox: what one execution asks for and what it got.
 
 A request is one program and all its tests; the runner answers one status per test.
-A cell is ``program + "\\n" + test``. These types carry no notion of preference pairs.
+A cell is one test of one program. These types carry no notion of preference pairs. The
+status and mode values are the runner's own (``sandbox.verdicts``, stdlib-only, which
+runs in the container): one vocabulary on both sides of the protocol.
 """
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from sandbox import verdicts
 
-class CellStatus(str, Enum):
+
+class CellStatus(StrEnum):
     """Outcome of one test of one program."""
 
-    PASSED = "passed"
-    FAILED = "failed"
+    PASSED = verdicts.PASSED
+    FAILED = verdicts.FAILED
     """The assertion was false."""
-    ERROR = "error"
+    ERROR = verdicts.ERROR
     """Another exception, a syntax error, or the process died."""
-    TIMEOUT = "timeout"
+    TIMEOUT = verdicts.TIMEOUT
     """The wall-clock or CPU limit was hit."""
-    MEMORY = "memory"
+    MEMORY = verdicts.MEMORY
     """The memory limit was hit (MemoryError or killed for memory)."""
-    SANDBOX_ERROR = "sandbox_error"
+    SANDBOX_ERROR = verdicts.SANDBOX_ERROR
     """Infrastructure trouble (container lost, runner crashed): never the code's fault."""
 
 
-class Isolation(str, Enum):
+class CellMode(StrEnum):
+    """How a cell's outcome was established (see ``sandbox.runner``)."""
+
+    SPLIT = verdicts.SPLIT
+    """The judge, in a process of its own, evaluated the test on the program's values."""
+    FALLBACK = verdicts.FALLBACK
+    """The program's own process ran the test and reported it (tests that cannot be
+    split): a determined program can forge these."""
+
+
+class Isolation(StrEnum):
     """How tests of one program are isolated from each other."""
 
     PROCESS = "process"
@@ -51,6 +65,12 @@ class ExecutionRequest(BaseModel):
         description="Start no test after this many seconds; tests not started become "
         "sandbox_error (they say nothing about the code) and budget_exceeded is set.",
     )
+    split: bool = Field(
+        default=True,
+        description="Judge every test that can be split in a process the program cannot "
+        "reach (the default). False runs every test on the fallback path, in the "
+        "program's own process: only for measuring what the split costs.",
+    )
 
 
 class ExecutionResult(BaseModel):
@@ -62,6 +82,11 @@ class ExecutionResult(BaseModel):
     details: list[str] = Field(
         default_factory=list,
         description="Per test: the last line of the error (empty when passed), truncated.",
+    )
+    modes: list[CellMode] = Field(
+        default_factory=list,
+        description="Per test: how its outcome was established; empty when no cell ran "
+        "(results the host made up: retries exhausted, budget spent).",
     )
     duration_s: float = Field(default=0.0, ge=0, description="Wall time of the whole request.")
     attempts: int = Field(default=1, ge=1, description="Containers tried (retries + 1).")

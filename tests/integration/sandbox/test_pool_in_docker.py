@@ -13,7 +13,7 @@ from typing import cast
 import pytest
 
 from sandbox.docker_backend import WarmContainer
-from sandbox.errors import SandboxUnavailable
+from sandbox.errors import DockerUnavailable
 from sandbox.limits import PoolConfig, SandboxLimits
 from sandbox.pool import ContainerPool
 from sandbox.types import CellStatus, ExecutionRequest
@@ -137,7 +137,7 @@ def test_a_killed_host_process_leaves_no_container_running() -> None:
 @requires_docker
 def test_a_missing_image_says_how_to_build_it() -> None:
     config = PoolConfig(image="pairforge-sandbox:no-such-tag", workers=1)
-    with pytest.raises(SandboxUnavailable, match="pairforge image"):
+    with pytest.raises(DockerUnavailable, match="pairforge image"):
         ContainerPool(config).start()
 
 

@@ -24,11 +24,20 @@ pytestmark = [requires_sandbox_image, pytest.mark.docker]
 
 PROGRAM = "def inc(x):\n    return x + 1\n"
 NORMAL = "assert inc(1) == 2"
-# The next cell sees no process but itself and the runner (PID 1)...
+# The next cell sees no process of its uid but itself, and besides it only the runner's
+# own three: the runner (PID 1) and the template (root), and the judge (the uid after the
+# cells')...
 NO_OTHER_PROCESS = (
-    "import os\n"
-    "others = [p for p in os.listdir('/proc') if p.isdigit() and int(p) not in (1, os.getpid())]\n"
-    "assert others == [], others\n" + NORMAL
+    dedent("""\
+    import os
+    def uid_of(pid):
+        with open(f'/proc/{pid}/status') as status:
+            return next(int(l.split()[1]) for l in status if l.startswith('Uid:'))
+    others = [int(p) for p in os.listdir('/proc') if p.isdigit() and int(p) != os.getpid()]
+    uids = sorted(uid_of(pid) for pid in others)
+    assert uids == [0, 0, os.getuid() + 1], uids
+""")
+    + NORMAL
 )
 # ... and nothing left in any writable place, nor in System V IPC.
 NOTHING_LEFT = (

@@ -2,7 +2,8 @@
 
 Each fake container answers requests through a handler, ``handler(request) -> statuses``,
 where ``request`` is the decoded request line; a handler raises ``ContainerLost`` to
-simulate losing the container.
+simulate losing the container. Every cell's mode is ``split`` unless ``modes`` (also
+``modes(request) -> modes``) says otherwise.
 """
 
 from __future__ import annotations
@@ -15,6 +16,10 @@ from typing import Any
 from sandbox.limits import PoolConfig
 
 Handler = Callable[[dict[str, Any]], list[str]]
+
+
+def all_split(request: dict[str, Any]) -> list[str]:
+    return ["split" for _ in request["tests"]]
 
 
 def by_prefix(request: dict[str, Any]) -> list[str]:
@@ -39,6 +44,7 @@ class FakeContainer:
             "id": request["id"],
             "statuses": statuses,
             "details": ["" for _ in statuses],
+            "modes": self.backend.modes(request),
             "retire": retire,
         }
         return json.dumps(answer).encode()
@@ -51,8 +57,11 @@ class FakeContainer:
 
 
 class FakeBackend:
-    def __init__(self, handler: Handler = by_prefix, fail_start: bool = False) -> None:
+    def __init__(
+        self, handler: Handler = by_prefix, fail_start: bool = False, modes: Handler = all_split
+    ) -> None:
         self.handler = handler
+        self.modes = modes
         self.fail_start = fail_start
         self.containers: list[FakeContainer] = []
         self.closed = False
@@ -65,13 +74,13 @@ class FakeBackend:
         return self
 
     def start(self) -> FakeContainer:
-        from sandbox.errors import SandboxUnavailable
+        from sandbox.errors import DockerUnavailable
 
         if self.before_start is not None:
             self.before_start()
         with self._lock:
             if self.fail_start and self.containers:
-                raise SandboxUnavailable("no more containers")
+                raise DockerUnavailable("no more containers")
             container = FakeContainer(self, len(self.containers) + 1)
             self.containers.append(container)
         return container

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from sandbox.errors import ContainerLost, SandboxError, SandboxUnavailable
+from sandbox.errors import ContainerLost, DockerUnavailable, SandboxError
 from sandbox.limits import PoolConfig
 from sandbox.pool import ContainerPool
 from sandbox.types import CellStatus, ExecutionRequest
@@ -119,7 +119,7 @@ def test_close_removes_every_container_and_sweeps_by_label() -> None:
 
 def test_a_failing_start_removes_what_started_and_raises() -> None:
     backend = FakeBackend(fail_start=True)
-    with pytest.raises(SandboxUnavailable, match="no more containers"):
+    with pytest.raises(DockerUnavailable, match="no more containers"):
         make_pool(backend, workers=3).start()
     assert all(container.removed for container in backend.containers)
 

@@ -9,7 +9,8 @@ import pytest
 from sandbox.errors import ContainerLost
 from sandbox.limits import SandboxLimits
 from sandbox.protocol import answer_deadline_s, decode_answer, encode_request, is_ready
-from sandbox.types import CellStatus, ExecutionRequest, Isolation
+from sandbox.runner import PROTOCOL
+from sandbox.types import CellMode, CellStatus, ExecutionRequest, Isolation
 
 
 def test_request_line_carries_program_tests_and_cell_limits() -> None:
@@ -26,8 +27,14 @@ def test_request_line_carries_program_tests_and_cell_limits() -> None:
         "timeout_s": 2.0,
         "isolation": "shared",
         "budget_s": None,
+        "split": True,
         "limits": {"address_space_mb": 236, "nproc": 7, "fsize_mb": 3, "nofile": 20},
     }
+
+
+def test_a_request_can_ask_for_the_fallback_path_everywhere() -> None:
+    request = ExecutionRequest(program="x = 1", tests=["assert x"], split=False)
+    assert json.loads(encode_request(1, request, SandboxLimits()))["split"] is False
 
 
 def test_newlines_in_code_stay_inside_one_line() -> None:
@@ -50,18 +57,26 @@ def test_deadline_with_a_budget_is_the_budget_plus_one_test() -> None:
 
 
 def test_ready_greeting_must_match_the_protocol_version() -> None:
-    assert is_ready(b'{"ready": true, "protocol": 1}')
-    assert not is_ready(b'{"ready": true, "protocol": 2}')
+    assert is_ready(json.dumps({"ready": True, "protocol": PROTOCOL}).encode())
+    # An image built before the runner changed greets with an older version.
+    assert not is_ready(json.dumps({"ready": True, "protocol": PROTOCOL - 1}).encode())
     assert not is_ready(b"ready")
 
 
 def test_a_well_formed_answer_is_decoded() -> None:
     line = json.dumps(
-        {"id": 3, "statuses": ["passed", "timeout"], "details": ["", "slow"], "retire": True}
+        {
+            "id": 3,
+            "statuses": ["passed", "timeout"],
+            "details": ["", "slow"],
+            "modes": ["split", "fallback"],
+            "retire": True,
+        }
     ).encode()
     answer = decode_answer(line, request_id=3, n_tests=2)
     assert answer.statuses == [CellStatus.PASSED, CellStatus.TIMEOUT]
     assert answer.details == ["", "slow"]
+    assert answer.modes == [CellMode.SPLIT, CellMode.FALLBACK]
     assert answer.retire is True
     assert answer.budget_exceeded is False
 
@@ -71,10 +86,12 @@ def test_a_well_formed_answer_is_decoded() -> None:
     [
         (b"not json", "expected a JSON answer"),
         (b"[1, 2]", "expected a JSON object"),
-        (b'{"id": 4, "statuses": ["passed"], "details": [""]}', "answer to request 3"),
-        (b'{"id": 3, "statuses": ["passed", "passed"], "details": ["", ""]}', "expected 1"),
-        (b'{"id": 3, "statuses": ["great"], "details": [""]}', "unknown status"),
-        (b'{"id": 3, "details": [""]}', "lacks"),
+        (b'{"id": 4, "statuses": ["passed"], "details": [""], "modes": ["split"]}', "request 3"),
+        (b'{"id": 3, "statuses": ["passed", "passed"], "details": ["", ""], "modes": []}', "of 1"),
+        (b'{"id": 3, "statuses": ["great"], "details": [""], "modes": ["split"]}', "unknown"),
+        (b'{"id": 3, "statuses": ["passed"], "details": [""], "modes": ["own"]}', "unknown"),
+        (b'{"id": 3, "details": [""], "modes": ["split"]}', "lacks"),
+        (b'{"id": 3, "statuses": ["passed"], "details": [""]}', "lacks"),
         (b'{"error": "malformed request"}', "rejected"),
     ],
 )

@@ -1,4 +1,4 @@
-"""The runner's pure parts: how a cell's end becomes a status, and which records count.
+"""The runner's pure parts: how an exception or a process's end becomes a status.
 
 The runner's process handling needs its container and is tested in
 tests/integration/sandbox; here it must refuse to run anywhere else.
@@ -12,21 +12,19 @@ import sys
 
 import pytest
 
-from sandbox import runner
-
-TOKEN = "ab" * 16
-
-
-def record(index: int = 0, status: str = "passed", detail: str = "", token: str = TOKEN,
-           pid: int = 100) -> bytes:  # fmt: skip
-    return runner.format_record(token, pid, index, status, detail).rstrip(b"\n")
+from sandbox import judge, runner, verdicts
 
 
 def test_short_detail_keeps_the_last_line_and_cuts_it() -> None:
-    assert runner.short_detail("Traceback\n  line\nValueError: bad\n\n") == "ValueError: bad"
-    cut = runner.short_detail("x" * 500)
-    assert len(cut) == runner.DETAIL_CHARS and cut.endswith("...")
-    assert runner.short_detail("") == ""
+    assert verdicts.short_detail("Traceback\n  line\nValueError: bad\n\n") == "ValueError: bad"
+    cut = verdicts.short_detail("x" * 500)
+    assert len(cut) == verdicts.DETAIL_CHARS and cut.endswith("...")
+    assert verdicts.short_detail("") == ""
+
+
+class BrokenMessage(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("no")
 
 
 @pytest.mark.parametrize(
@@ -40,62 +38,30 @@ def test_short_detail_keeps_the_last_line_and_cuts_it() -> None:
         (ValueError("nope"), ("error", "ValueError: nope")),
         (KeyboardInterrupt(), ("error", "KeyboardInterrupt")),
         (Exception(" "), ("error", "Exception")),
+        (BrokenMessage(), ("error", "BrokenMessage")),
     ],
 )
 def test_exceptions_map_to_statuses(exc: BaseException, expected: tuple[str, str]) -> None:
-    assert runner.describe_exception(exc) == expected
+    assert verdicts.describe_exception(exc) == expected
 
 
-def test_only_records_with_the_token_and_pid_count() -> None:
-    data = b"\n".join(
-        [
-            b"garbage",
-            record(token="0" * 32),  # forged token
-            record(pid=101),  # a grandchild, not the cell
-            record(index=1, status="splendid"),  # unknown status
-            TOKEN.encode() + b" 100 x passed ",  # index not a number
-            record(index=0, status="failed", detail="AssertionError: 1 != 2"),
-            record(index=0, status="passed"),  # a second record for index 0 does not override
-            record(index=2, status="passed"),
-            TOKEN.encode() + b" 100 3 pass",  # torn write
-        ]
-    )
-    assert runner.parse_records(data, TOKEN, 100) == {
-        0: ("failed", "AssertionError: 1 != 2"),
-        2: ("passed", ""),
-    }
+def test_an_exception_never_means_passed_or_sandbox_error() -> None:
+    assert verdicts.PASSED not in verdicts.RAISED_STATUSES
+    assert verdicts.SANDBOX_ERROR not in verdicts.RAISED_STATUSES
 
 
-def test_a_record_is_one_line_whatever_the_detail() -> None:
-    line = runner.format_record(TOKEN, 7, 3, "error", runner.short_detail("a\nb: c d"))
-    assert line == TOKEN.encode() + b" 7 3 error b: c d\n"
-    assert runner.parse_records(line, TOKEN, 7) == {3: ("error", "b: c d")}
-
-
-def test_precompile_leaves_future_imports_and_bad_code_to_the_cell() -> None:
-    assert runner.precompile("x = 1") is not None
-    assert runner.precompile("from __future__ import annotations\nx: int = 1") is None
-    assert runner.precompile("def f(:") is None
-    assert runner.precompile("    indented = 1") is None
+def test_compile_alone_leaves_bad_and_huge_code_to_the_cell() -> None:
+    assert judge.compile_alone("x = 1") is not None
+    assert judge.compile_alone("from __future__ import annotations\nx: int = 1") is not None
+    assert judge.compile_alone("def f(:") is None
+    assert judge.compile_alone("    indented = 1") is None
+    assert judge.compile_alone("x = 1\n" * (judge.PRECOMPILE_MAX_CHARS // 6 + 1)) is None
     # The runner's own `from __future__ import annotations` must not leak into cells.
+    code = judge.compile_alone("def f(x: int): pass")
+    assert code is not None
     namespace: dict[str, object] = {}
-    exec(runner.precompile("def f(x: int): pass"), namespace)  # type: ignore[arg-type]
-    assert namespace["f"].__annotations__ == {"x": int}
-
-
-def test_cells_run_compiled_halves_only_when_both_compile_alone() -> None:
-    program, tests = "def f():\n    return 1\n", ["assert f() == 1", "    x = 2"]
-    codes = [runner.precompile(test) for test in tests]
-    program_code = runner.precompile(program)
-    assert runner.cell_steps(program, tests, 0, False, program_code, codes) == [
-        (0, (program_code, codes[0]))
-    ]
-    # An indented "test" continues the program's last block: only the joined text says so.
-    assert runner.cell_steps(program, tests, 1, False, program_code, codes) == [
-        (1, (program + "\n" + tests[1],))
-    ]
-    shared = runner.cell_steps(program, tests, 0, True, program_code, codes)
-    assert shared == [(None, (program_code,)), (0, (codes[0],)), (1, (tests[1],))]
+    exec(code, namespace)
+    assert namespace["f"].__annotations__ == {"x": int}  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize(
@@ -112,10 +78,25 @@ def test_cells_run_compiled_halves_only_when_both_compile_alone() -> None:
         (None, False, False, ("sandbox_error", "the cell process was lost")),
     ],
 )
-def test_a_cell_without_a_record_never_passes(
+def test_a_process_that_ends_before_its_outcome_never_passes(
     wait_status: int | None, timed_out: bool, oom: bool, expected: tuple[str, str]
 ) -> None:
-    assert runner.verdict_from_exit(wait_status, timed_out, 1.5, oom) == expected
+    assert verdicts.verdict_from_exit(wait_status, timed_out, 1.5, oom) == expected
+
+
+def test_outcomes_stop_at_the_first_test_without_one() -> None:
+    records = {0: ("passed", ""), 1: ("failed", "AssertionError")}
+    crash = ("error", "killed by signal SIGSEGV")
+    assert runner.outcomes_of([0, 1, 2, 3], records, crash, over_budget=False) == [
+        ("passed", ""),
+        ("failed", "AssertionError"),
+        crash,
+    ]
+    # Stopped between tests for the budget: the rest were never run.
+    assert runner.outcomes_of([0, 1, 2], records, None, over_budget=True) == [
+        ("passed", ""),
+        ("failed", "AssertionError"),
+    ]
 
 
 def test_cpu_limit_covers_every_test_of_a_child() -> None:
@@ -133,40 +114,23 @@ def test_the_runner_refuses_to_run_outside_its_container() -> None:
 
 def test_the_cell_uid_comes_from_the_host_or_defaults_to_the_image_user() -> None:
     assert runner.cell_uid_from(None) == 10001
-    assert runner.cell_uid_from("1900000123") == 1_900_000_123
+    assert runner.cell_uid_from("1900000122") == 1_900_000_122
     assert runner.cell_uid_from(str(runner.CELL_UID_MIN)) == runner.CELL_UID_MIN
+    assert runner.judge_uid_of(1_900_000_122) == 1_900_000_123
 
 
-@pytest.mark.parametrize("value", ["0", "", "999", "65534", "65535", "-20000", "2147483647", "x1"])
+@pytest.mark.parametrize(
+    "value", ["0", "", "999", "65533", "65534", "65535", "-20000", "2147483646", "x1"]
+)
 def test_an_unsafe_cell_uid_is_refused(value: str) -> None:
+    # 65533: its judge would run as 65534 (nobody); 2147483646: its judge as 2**31 - 1.
     with pytest.raises(ValueError, match="PAIRFORGE_CELL_UID must be a uid in"):
         runner.cell_uid_from(value)
 
 
-def counting_runner(monkeypatch: pytest.MonkeyPatch, counts: list[int]) -> runner.Runner:
-    """A Runner whose OOM-kill counter reads ``counts`` in turn (the first at start)."""
-    readings = iter(counts)
-    monkeypatch.setattr(runner.Runner, "_read_oom_kills", staticmethod(lambda: next(readings)))
-    return runner.Runner()
-
-
-def test_an_oom_kill_is_blamed_only_on_the_child_it_happened_in(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    cells = counting_runner(monkeypatch, [0, 1, 1, 2])
-    # The counter rose during a child that recorded its result (a grandchild was killed)...
-    assert cells._outcomes([0], {0: ("passed", "")}, 0, False, False, 1.0) == [("passed", "")]
-    # ... so a later SIGKILL without a rise is not a memory kill ...
-    killed = cells._outcomes([0], {}, signal.SIGKILL, False, False, 1.0)
-    assert killed == [("error", "killed by signal SIGKILL")]
-    # ... and one during which it rose is.
-    oom = cells._outcomes([0], {}, signal.SIGKILL, False, False, 1.0)
-    assert oom == [("memory", "killed by the container's memory limit")]
-
-
-def test_an_oom_kill_during_a_timed_out_child_is_absorbed(monkeypatch: pytest.MonkeyPatch) -> None:
-    cells = counting_runner(monkeypatch, [0, 1, 1])
-    timed_out = cells._outcomes([0], {}, None, True, False, 1.0)
-    assert timed_out == [("timeout", "no result within the 1 s wall-clock limit")]
-    killed = cells._outcomes([0], {}, signal.SIGKILL, False, False, 1.0)
-    assert killed == [("error", "killed by signal SIGKILL")]
+def test_the_oom_counter_is_absorbed_at_each_reading(monkeypatch: pytest.MonkeyPatch) -> None:
+    readings = iter([0, 1, 1, 3])
+    monkeypatch.setattr(runner.Runner, "_read_oom_kills", lambda self: next(readings))
+    cells = runner.Runner()
+    # A rise is reported once: a later cell that sees no rise is not blamed for it.
+    assert [cells._oom_rose(), cells._oom_rose(), cells._oom_rose()] == [True, False, True]
