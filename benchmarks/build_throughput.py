@@ -133,9 +133,10 @@ def run_baseline(args: argparse.Namespace, scratch: Path) -> BaselineRun:
     import pyarrow.parquet as pq
 
     from cluster.executor_actor import pool_config
+    from pipeline.problem_state import ProblemState
     from pipeline.records import CellStatus, ReplayRow
     from pipeline.shards import pairs_table, problems_table
-    from pipeline.stages import candidates_of, rank_and_pair
+    from pipeline.stages import parse_step, rank_step
     from sandbox.matrix import MatrixBuilder, MatrixProblem
     from sandbox.pool import ContainerPool
 
@@ -147,9 +148,11 @@ def run_baseline(args: argparse.Namespace, scratch: Path) -> BaselineRun:
             if args.limit is not None and len(rows) >= args.limit:
                 break
     started = time.perf_counter()
-    candidates = {row.problem_id: candidates_of(row) for row in rows}
+    states = {
+        row.problem_id: parse_step(ProblemState.from_input(i, row)) for i, row in enumerate(rows)
+    }
+    candidates = {pid: s.candidates for pid, s in states.items() if s.candidates is not None}
     parse_s = time.perf_counter() - started
-    problems = {row.problem_id: row.problem() for row in rows}
     matrices = [
         MatrixProblem(
             problem_id=pid,
@@ -173,9 +176,12 @@ def run_baseline(args: argparse.Namespace, scratch: Path) -> BaselineRun:
         matrix = [[CellStatus(cell) for cell in row] for row in status.get(pid, [])]
         if not matrix:
             matrix = [[] for _ in c.codes]
-        outcome, problem_pairs = rank_and_pair(problems[pid], c, matrix, spec, job_id="baseline")
-        outcomes.append(outcome)
-        pairs.extend(problem_pairs)
+        ranked = rank_step(
+            states[pid].model_copy(update={"status": matrix}), spec, job_id="baseline"
+        )
+        if ranked.outcome is not None:
+            outcomes.append(ranked.outcome)
+        pairs.extend(ranked.pairs)
     rank_s = time.perf_counter() - rank_started
     write_started = time.perf_counter()
     pq.write_table(problems_table(outcomes), scratch / "baseline-problems.parquet")

@@ -43,6 +43,7 @@ import numpy as np
 
 from pipeline.config import JobSpec, RankingConfig
 from pipeline.parsing import truncate_completion
+from pipeline.problem_state import ProblemState
 from pipeline.ranking import binary_matrix, make_ranker, top_group
 from pipeline.records import (
     Candidates,
@@ -52,7 +53,7 @@ from pipeline.records import (
     StatusMatrix,
     TestCandidate,
 )
-from pipeline.stages import rank_and_pair
+from pipeline.stages import rank_step
 
 logger = logging.getLogger(__name__)
 
@@ -404,7 +405,10 @@ def score(
             ranker_spec = spec.model_copy(
                 update={"ranking": spec.ranking.model_copy(update={"ranker": name})}
             )
-            _, pairs = rank_and_pair(item.problem, candidates, status, ranker_spec, job_id="bench")
+            state = ProblemState(
+                index=0, problem=item.problem, candidates=candidates, status=status
+            )
+            pairs = rank_step(state, ranker_spec, job_id="bench").pairs
             pair_labels[name].extend(
                 (correct[p.chosen_index], correct[p.rejected_index]) for p in pairs
             )

@@ -27,13 +27,20 @@ from pydantic import BaseModel, ConfigDict, Field
 from cluster.dataflow import build_dataflow
 from cluster.executor_actor import check_sandbox
 from cluster.placement import SANDBOX_RESOURCE, build_placement
-from cluster.progress import ProgressCallback, ProgressPublisher, StageCounter, StageTally
+from cluster.progress import (
+    ProgressCallback,
+    ProgressPublisher,
+    StageCounter,
+    StageTally,
+    counter_name,
+)
 from cluster.runtime import connect, sandbox_slots_available
 from cluster.shard_store import ShardStore, counts_of
-from cluster.sources import DEFAULT_MAX_ROW_BYTES, iter_records, scan_source
+from cluster.sources import iter_records, scan_source
 from cluster.work_units import check_done_units, finished_units, pending_windows
 from pipeline.config import JobSpec
 from pipeline.errors import ConfigError, PairforgeError, SandboxUnavailable
+from pipeline.job_limits import JobLimits, require_runnable
 from pipeline.manifest import Manifest, ManifestCounts
 from pipeline.progress import PROGRESS_FILE
 from pipeline.shards import pairs_table, problems_table
@@ -68,26 +75,35 @@ def run_build(
     resume: bool = False,
     address: str | None = None,
     on_progress: ProgressCallback | None = None,
-    max_row_bytes: int = DEFAULT_MAX_ROW_BYTES,
+    limits: JobLimits | None = None,
 ) -> BuildSummary:
     """Build the dataset a JobSpec describes and return what was written.
 
     Once the input is known to be valid and the output this build's, every failure leaves
     ``progress.json`` in state ``failed`` with the error, and no manifest.
 
+    Args:
+        limits: the operator's job limits (``pipeline.job_limits``); the defaults if None.
+
     Raises:
-        ConfigError: the spec or the input is unusable (nothing is written).
+        ConfigError: the spec or the input is unusable, or asks for more than ``limits``
+            allow (nothing is written).
         OutputLocationError: the output holds another build and ``resume`` is off, or
             ``resume`` is on but the shards there are not this build's.
         InfrastructureError: the sandbox, the sampler, Ray or storage failed.
     """
+    limits = limits or JobLimits()
+    require_runnable(spec, limits)
     job_id = job_id or default_job_id(spec)
     store = ShardStore(spec.output.uri)
     finished = store.check_output(resume=resume)
     if finished is not None:
         return _already_built(finished, spec)
     try:
-        problems_total = scan_source(spec.source, spec.sampler.kind, max_row_bytes=max_row_bytes)
+        problems_total = scan_source(
+            spec.source, spec.sampler.kind, max_row_bytes=limits.max_row_bytes
+        )
+        require_runnable(spec, limits, problems=problems_total)
     except ConfigError as exc:
         # A rejected input writes nothing, but the progress of an earlier run of this job
         # (a resume) must not go on saying "running".
@@ -105,7 +121,7 @@ def run_build(
             logger.info("removed %d temporary files of an interrupted build", removed)
         done = set(store.check_done_units(units_total))
         records = functools.partial(
-            iter_records, spec.source, spec.sampler.kind, max_row_bytes=max_row_bytes
+            iter_records, spec.source, spec.sampler.kind, max_row_bytes=limits.max_row_bytes
         )
         check_done_units(
             records(), per_unit, done, lambda u, ids: store.check_done_unit(u, job_id, ids)
@@ -119,7 +135,9 @@ def run_build(
         )
         if len(done) < units_total:
             _join_ray(spec, address)
-            counter = StageCounter.remote()  # type: ignore[attr-defined]
+            counter = StageCounter.options(  # type: ignore[attr-defined]
+                name=counter_name(job_id), get_if_exists=True
+            ).remote()
             publisher.go_live(counter)
             tally, placement = StageTally(counter), build_placement(spec)
             for window in pending_windows(records(), per_unit, done):

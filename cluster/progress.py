@@ -40,6 +40,11 @@ STAGE_KEYS = ("sampled", "executed", "ranked", "cells")
 """What stages count: problems through each stage, and cells executed."""
 
 
+def counter_name(job_id: str) -> str:
+    """The counter's actor name: a build's counter is findable in the Ray dashboard."""
+    return f"pairforge-progress-{job_id}"
+
+
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)
 class StageCounter:
     """Counts problems through each stage; stages add, the publisher reads."""

@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
+from pydantic import ValidationError
 
 from cluster.storage import TEMP_PREFIX, read_text, resolve_uri, write_atomically, write_text
 from pipeline.config import JobSpec
@@ -124,9 +125,16 @@ class ShardStore:
         Raises:
             OutputLocationError: the output holds a dataset or shards and ``resume`` is off.
         """
-        existing = self.read_json(MANIFEST_FILE)
-        if existing is not None:
-            manifest = Manifest.model_validate(existing)
+        text = self.read_text(MANIFEST_FILE)
+        if text is not None:
+            try:
+                manifest = Manifest.model_validate_json(text)
+            except ValidationError as exc:
+                raise OutputLocationError(
+                    f"{self.uri} holds a {MANIFEST_FILE} that is not a pairforge manifest "
+                    f"({exc.error_count()} problems, first: {exc.errors()[0]['msg']}); choose "
+                    "another output.uri"
+                ) from exc
             if resume:
                 return manifest
             raise OutputLocationError(

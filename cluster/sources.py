@@ -33,6 +33,7 @@ from pydantic import ValidationError
 from cluster.storage import resolve_uri
 from pipeline.config import SamplerKind, SourceConfig
 from pipeline.errors import InputFormatError, StorageError
+from pipeline.job_limits import JobLimits
 from pipeline.records import Problem, ReplayRow
 from pipeline.validation_errors import describe_validation_errors
 
@@ -41,12 +42,12 @@ logger = logging.getLogger(__name__)
 MAX_LISTED_ERRORS = 20
 """Bad rows listed in one error; a broken 100k-line file should not produce a 100k-line message."""
 
-DEFAULT_MAX_ROW_BYTES = 8 * 1024 * 1024
-"""Largest input row: a replay row of 200 samples of real HumanEval code is about 0.3 MiB."""
+DEFAULT_MAX_ROW_BYTES = JobLimits().max_row_bytes
+"""Largest input row unless the operator says otherwise (``PAIRFORGE_MAX_ROW_BYTES``)."""
 
 _READ_CHUNK_BYTES = 1 << 20
-_PARQUET_BATCH_ROWS = 256
-"""Rows decoded at a time from Parquet: replay rows hold up to ~200 completions each."""
+_PARQUET_BATCH_ROWS = 16
+"""Rows read at a time from Parquet; each is measured in Arrow before it becomes Python."""
 
 _JSONL_SUFFIXES = (".jsonl", ".json", ".ndjson")
 _PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -165,14 +166,22 @@ def _iter_parquet(
         with fs.open_input_file(path) as handle:
             row_no = 0
             for batch in pq.ParquetFile(handle).iter_batches(batch_size=_PARQUET_BATCH_ROWS):
-                for row in batch.to_pylist():
+                for i in range(batch.num_rows):
                     row_no += 1
-                    if len(json.dumps(row, default=str)) > max_row_bytes:
+                    # Arrow's size bounds the Python objects before they exist; the JSON
+                    # size then measures the row exactly as a JSONL line would be.
+                    one = batch.slice(i, 1)
+                    row = one.to_pylist()[0] if one.nbytes <= max_row_bytes else None
+                    if row is None or _json_bytes(row) > max_row_bytes:
                         yield row_no, _Bad(f"row longer than the limit of {max_row_bytes} bytes")
                     else:
                         yield row_no, row
     except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
         raise InputFormatError(f"not a readable Parquet file: {exc}", source=shown) from exc
+
+
+def _json_bytes(row: object) -> int:
+    return len(json.dumps(row, default=str, ensure_ascii=False, separators=(",", ":")).encode())
 
 
 def _iter_rows(config: SourceConfig, max_row_bytes: int) -> Iterator[tuple[int, object]]:

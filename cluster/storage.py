@@ -15,6 +15,7 @@ upload is whole), so a reader never sees half a file.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -39,11 +40,14 @@ def resolve_uri(uri: str) -> tuple[pafs.FileSystem, str]:
     if "://" not in uri:
         return pafs.LocalFileSystem(), str(Path(uri).expanduser().resolve())
     parts = urlsplit(uri)
-    if parts.scheme == "file" and parts.netloc not in ("", "localhost"):
-        raise StorageError(
-            f"cannot open {uri!r}: a file:// URI must not name a host (got {parts.netloc!r}); "
-            "use file:///absolute/path for this machine's disk"
-        )
+    if parts.scheme == "file" and parts.netloc:
+        if parts.netloc != "localhost":
+            raise StorageError(
+                f"cannot open {uri!r}: a file:// URI must not name a host (got "
+                f"{parts.netloc!r}); use file:///absolute/path for this machine's disk"
+            )
+        # RFC 8089: file://localhost/p is file:///p, which is what pyarrow understands.
+        uri = parts._replace(netloc="").geturl()
     try:
         fs, path = pafs.FileSystem.from_uri(uri)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError, ValueError) as exc:
@@ -67,6 +71,8 @@ def write_atomically(fs: pafs.FileSystem, path: str, write: Callable[[str], None
         write(temp)
         fs.move(temp, path)
     except OSError as exc:
+        with contextlib.suppress(OSError):  # it may never have been created
+            fs.delete_file(temp)
         raise StorageError(f"could not write {path}: {exc}") from exc
 
 

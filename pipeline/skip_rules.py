@@ -38,8 +38,9 @@ class Skip(NamedTuple):
 
 def skip_before_ranking(state: ProblemState, spec: JobSpec) -> Skip | None:
     """The first rule (see the module docstring) that keeps this problem from a pair."""
+    nothing_sampled = state.candidates is None and not state.has_samples()
     separate_tests_failed = state.test_completions == [] and bool(state.sampler_errors)
-    if not state.has_samples() or separate_tests_failed:
+    if nothing_sampled or separate_tests_failed:
         detail = "; ".join(state.sampler_errors[:3]) or "the sampler returned no completions"
         return Skip(SkipReason.SAMPLER_ERROR, detail)
     candidates = state.candidates

@@ -167,7 +167,7 @@ def run(args: argparse.Namespace) -> int:
             resume=args.resume,
             address=args.address,
             on_progress=ProgressPrinter(sys.stderr),
-            max_row_bytes=limits.max_row_bytes,
+            limits=limits,
         )
     except FileNotFoundError as exc:
         sys.stderr.write(f"pairforge build: no such file: {exc.filename}\n")

@@ -285,3 +285,32 @@ def test_missing_sandbox_image_fails_fast_and_says_how_to_build_it(tmp_path) -> 
     assert progress["state"] == "failed"
     assert "does not exist" in progress["error"]
     assert not (tmp_path / "out" / "manifest.json").exists()
+
+
+@pytest.mark.parametrize("how", ["process-killed", "actor-gone-for-good"])
+def test_losing_the_progress_counter_never_fails_the_build(ray_with_sandbox, tmp_path, how):
+    """Progress is best effort: the data path finishes and writes every row."""
+    import threading
+
+    from cluster.driver import run_build
+    from cluster.progress import counter_name
+
+    killed = threading.Event()
+
+    def kill_counter(progress: BuildProgress) -> None:
+        if killed.is_set() or progress.units_done < 1 or progress.state != "running":
+            return
+        killed.set()
+        counter = ray_with_sandbox.get_actor(counter_name("lose"))
+        if how == "actor-gone-for-good":
+            ray_with_sandbox.kill(counter, no_restart=True)
+        else:
+            pid = ray_with_sandbox.get(counter.__ray_call__.remote(lambda _self: os.getpid()))
+            os.kill(pid, signal.SIGKILL)
+
+    spec = quickstart_spec(tmp_path / "out", problems_per_unit=3)
+    summary = run_build(spec, job_id="lose", on_progress=kill_counter)
+    assert killed.is_set()
+    assert summary.counts.problems == len(read_rows(tmp_path / "out", "problems")) == 30
+    final = BuildProgress.model_validate_json((tmp_path / "out" / "progress.json").read_text())
+    assert final.state == "succeeded" and final.problems_ranked == 30

@@ -357,13 +357,6 @@ def test_a_parquet_row_over_the_limit_is_named_with_its_row(tmp_path):
     assert "line 2: row longer than the limit of 2048 bytes" in message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="cluster/sources.py _iter_parquet decodes 256 rows at a time into Python "
-    "(to_pylist + json.dumps) before comparing with the limit: memory grows with the rows' "
-    "decoded size, not with max_row_bytes or the file's size",
-)
 def test_a_small_parquet_file_of_huge_rows_is_refused_in_bounded_memory(tmp_path):
     # Identical strings compress to almost nothing: a 1 kB file that decodes to 48 MiB.
     rows = [{"problem_id": f"P/{i}", "prompt": "x" * (4 * 2**20)} for i in range(12)]
@@ -380,13 +373,6 @@ def test_a_small_parquet_file_of_huge_rows_is_refused_in_bounded_memory(tmp_path
     assert peak < 16 * 2**20, f"peak {peak} bytes for a {path.stat().st_size}-byte file"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=InputFormatError,
-    reason="cluster/sources.py _iter_parquet measures a row as ASCII-escaped JSON "
-    "(json.dumps default ensure_ascii=True): 'é' counts 6, so Parquet rows meet a lower "
-    "limit than the same rows in JSONL, which count UTF-8 bytes",
-)
 def test_the_row_limit_is_the_same_for_a_row_in_jsonl_and_in_parquet(tmp_path):
     row = {"problem_id": "A", "prompt": "é" * 600}  # 1,200 bytes of UTF-8
     jsonl = tmp_path / "p.jsonl"

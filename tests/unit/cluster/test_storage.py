@@ -30,12 +30,6 @@ def test_a_file_uri_opens_the_local_disk(tmp_path):
     assert path == f"{tmp_path}/out"  # no trailing slash: callers append "/name"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=StorageError,
-    reason="resolve_uri lets `localhost` through, but pyarrow 26 refuses any host in a "
-    "file:// URI ('Unsupported hostname'); RFC 8089 reads file://localhost/p as file:///p",
-)
 def test_a_file_uri_naming_localhost_is_this_machine(tmp_path):
     fs, path = resolve_uri(f"file://localhost{tmp_path}/out")
     assert isinstance(fs, pafs.LocalFileSystem)
