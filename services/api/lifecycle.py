@@ -15,14 +15,14 @@ A job's spec is written to ``<output dir>/job.json`` and run as a Ray Job
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
-import os
-import tempfile
 import uuid
 from pathlib import Path
 
+import pyarrow.fs as pafs
+
+from cluster.storage import write_text
 from pipeline.config import JobSpec, parse_job_spec
 from pipeline.errors import ConfigError, InfrastructureError, JobChanged, StorageError
 from pipeline.job_limits import JobLimits, require_runnable
@@ -44,27 +44,16 @@ def new_job_id() -> str:
 
 
 def write_spec(output_dir: Path, spec_json: str) -> Path:
-    """Write ``job.json`` into ``output_dir`` atomically, never through a planted symlink.
+    """Write ``job.json`` into ``output_dir`` atomically.
+
+    The file is written under a random temporary name and renamed into place, and a
+    rename replaces a symlink planted at ``job.json`` instead of following it.
 
     Raises:
         StorageError: the directory or the file could not be written.
     """
     path = output_dir / SPEC_FILE
-    try:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        # mkstemp creates a new file (O_EXCL), so a symlink in the way is never followed.
-        fd, name = tempfile.mkstemp(dir=output_dir, prefix=f".{SPEC_FILE}.", suffix=".partial")
-        partial = Path(name)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as out:
-                out.write(spec_json)
-            partial.replace(path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                partial.unlink()
-            raise
-    except OSError as exc:
-        raise StorageError(f"cannot write the job spec to {path}: {exc}") from exc
+    write_text(pafs.LocalFileSystem(), str(path), spec_json)
     return path
 
 

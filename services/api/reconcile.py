@@ -9,7 +9,6 @@ failed with a reason and can be resumed. Final states are stored and never refre
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -17,7 +16,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pipeline.errors import InfrastructureError, JobChanged
+from cluster.shard_store import ShardStore
+from pipeline.errors import InfrastructureError, JobChanged, StorageError
 from pipeline.manifest import MANIFEST_FILE
 from pipeline.ports import JobLauncher, JobState
 from pipeline.progress import PROGRESS_FILE, BuildProgress
@@ -28,26 +28,21 @@ logger = logging.getLogger(__name__)
 
 def read_progress(output_dir: str | Path) -> BuildProgress | None:
     """The build's latest ``progress.json``, or None if absent or unreadable."""
-    path = Path(output_dir) / PROGRESS_FILE
     try:
-        return BuildProgress.model_validate_json(path.read_bytes())
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as exc:  # ValidationError is a ValueError; so is a NUL byte
+        text = ShardStore(str(output_dir)).read_text(PROGRESS_FILE)
+        return None if text is None else BuildProgress.model_validate_json(text)
+    except (StorageError, ValueError) as exc:  # ValidationError is a ValueError
         # The build replaces the file atomically, so this is a real problem, not a race.
-        logger.warning("ignoring unreadable %s: %s", path, exc)
+        logger.warning("ignoring unreadable %s in %s: %s", PROGRESS_FILE, output_dir, exc)
         return None
 
 
 def read_manifest(output_dir: str | Path) -> dict[str, Any] | None:
     """``manifest.json`` as written, or None until the build has written it."""
-    path = Path(output_dir) / MANIFEST_FILE
     try:
-        loaded = json.loads(path.read_bytes())
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as exc:
-        logger.warning("ignoring unreadable %s: %s", path, exc)
+        loaded = ShardStore(str(output_dir)).read_json(MANIFEST_FILE)
+    except (StorageError, ValueError) as exc:
+        logger.warning("ignoring unreadable %s in %s: %s", MANIFEST_FILE, output_dir, exc)
         return None
     return loaded if isinstance(loaded, dict) else None
 
