@@ -85,3 +85,27 @@ def test_stopping_early_drops_queued_work() -> None:
         stream.close()  # joins the worker threads
     assert first.status == [[P]]
     assert len(backend.containers[0].requests) <= 3
+
+
+def test_the_fallback_cells_of_a_problem_are_counted() -> None:
+    def fallback_for_plain_statements(request: dict[str, Any]) -> list[str]:
+        return [
+            "split" if test.startswith("ok assert") else "fallback" for test in request["tests"]
+        ]
+
+    problem = MatrixProblem(problem_id="p", programs=["a", "b", "c"], tests=["ok assert", "ok x"])
+    backend = FakeBackend(by_prefix, modes=fallback_for_plain_statements)
+    with make_pool(backend, workers=2) as pool:
+        result = MatrixBuilder(pool).build(problem)
+    assert result.status == [[P, P]] * 3
+    assert result.fallback_cells == 3
+    assert result.timings.cells == 6
+    assert {request["split"] for c in backend.containers for request in c.requests} == {True}
+
+
+def test_the_split_can_be_turned_off_to_measure_it() -> None:
+    backend = FakeBackend()
+    problem = MatrixProblem(problem_id="p", programs=["a"], tests=["ok"])
+    with make_pool(backend, workers=1) as pool:
+        MatrixBuilder(pool, split=False).build(problem)
+    assert [r["split"] for c in backend.containers for r in c.requests] == [False]

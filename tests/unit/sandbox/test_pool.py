@@ -11,7 +11,7 @@ import pytest
 from sandbox.errors import ContainerLost, DockerUnavailable, SandboxError
 from sandbox.limits import PoolConfig
 from sandbox.pool import ContainerPool
-from sandbox.types import CellStatus, ExecutionRequest
+from sandbox.types import CellMode, CellStatus, ExecutionRequest
 from tests.unit.sandbox.fakes import FakeBackend, by_prefix
 
 REQUEST = ExecutionRequest(program="x = 1", tests=["ok 1", "bad 2", "ok 3"])
@@ -29,6 +29,21 @@ def test_statuses_come_from_the_runner_answer() -> None:
     assert result.statuses == EXPECTED
     assert result.attempts == 1
     assert len(backend.containers) == 2
+
+
+def test_modes_come_from_the_runner_answer_and_none_from_made_up_results() -> None:
+    def fallback_for_bad(request: dict[str, Any]) -> list[str]:
+        return ["fallback" if test.startswith("bad") else "split" for test in request["tests"]]
+
+    with make_pool(FakeBackend(modes=fallback_for_bad), workers=1) as pool:
+        result = pool.run(REQUEST)
+    assert result.modes == [CellMode.SPLIT, CellMode.FALLBACK, CellMode.SPLIT]
+
+    def always_lost(request: dict[str, Any]) -> list[str]:
+        raise ContainerLost("gone")
+
+    with make_pool(FakeBackend(always_lost), workers=1, retries=0) as pool:
+        assert pool.run(REQUEST).modes == []  # no cell ran: no mode to report
 
 
 def test_a_lost_container_is_replaced_and_the_request_retried() -> None:
