@@ -5,18 +5,18 @@ Asserts structure (counts, ids, the assert prefix, determinism), never exact tex
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 pytest.importorskip(
     "vllm", reason="needs vLLM: install the GPU extra (pip install 'pairforge[gpu]')"
 )
 
-from cluster.samplers import sample_dataset
-from cluster.samplers.base import SampledRow
-from cluster.sources import read_source
-from pipeline.config import SamplerConfig, SamplerKind, SourceConfig
+import ray.data
+
+from cluster.placement import StagePlacement
+from cluster.samplers import add_sample_stage
+from pipeline.config import SamplerConfig
+from pipeline.problem_state import ProblemState
 from pipeline.records import Problem
 
 PROBLEMS = [
@@ -33,7 +33,7 @@ PROBLEMS = [
 ]
 
 
-def _sample(path: Path, model: str) -> list[SampledRow]:
+def _sample(model: str) -> list[ProblemState]:
     config = SamplerConfig(
         kind="vllm",
         model=model,
@@ -43,18 +43,15 @@ def _sample(path: Path, model: str) -> list[SampledRow]:
         batch_size=8,
         engine_options={"max_model_len": 512, "gpu_memory_utilization": 0.3, "enforce_eager": True},
     )
-    ds = read_source(SourceConfig(path=str(path)), SamplerKind.VLLM)
-    rows = [SampledRow.from_ray_row(r) for r in sample_dataset(ds, config, "gpu-job").take_all()]
-    return sorted(rows, key=lambda r: r.index)
+    ds = ray.data.from_items(
+        [{"state": ProblemState(index=i, problem=p)} for i, p in enumerate(PROBLEMS)]
+    )
+    sampled = add_sample_stage(ds, config, "gpu-job", StagePlacement())
+    return sorted((r["state"] for r in sampled.take_all()), key=lambda s: s.index)
 
 
-def test_vllm_sampler_returns_k_code_and_k_test_samples_per_problem(
-    gpu_test_model, tmp_path, ray_local
-):
-    path = tmp_path / "problems.jsonl"
-    path.write_text("".join(p.model_dump_json() + "\n" for p in PROBLEMS))
-
-    rows = _sample(path, gpu_test_model)
+def test_vllm_sampler_returns_k_code_and_k_test_samples_per_problem(gpu_test_model, ray_local):
+    rows = _sample(gpu_test_model)
 
     assert [r.problem for r in rows] == PROBLEMS
     for row in rows:
@@ -63,7 +60,7 @@ def test_vllm_sampler_returns_k_code_and_k_test_samples_per_problem(
         assert (len(codes), len(tests)) == (2, 2)
         assert all(t.startswith("assert ") for t in tests)
     # seeds derive from the job and problem ids: a second run samples the same text
-    again = _sample(path, gpu_test_model)
+    again = _sample(gpu_test_model)
     assert [(r.code_completions, r.test_completions) for r in again] == [
         (r.code_completions, r.test_completions) for r in rows
     ]
