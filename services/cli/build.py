@@ -145,32 +145,10 @@ def _checked_spec(args: argparse.Namespace) -> tuple[JobSpec, JobLimits]:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        spec, limits = _checked_spec(args)
+        return _build(args)
     except FileNotFoundError as exc:
-        sys.stderr.write(f"pairforge build: no such JobSpec file: {exc.filename or args.job}\n")
-        return 2
-    except ConfigError as exc:
-        sys.stderr.write(f"pairforge build: {exc}\n")
-        return 2
-    except InfrastructureError as exc:  # a JobSpec URI on storage that does not answer
-        sys.stderr.write(f"pairforge build: {exc}\n")
-        return 3
-
-    from cluster.driver import run_build
-    from cluster.runtime import quiet_ray_data
-
-    quiet_ray_data(progress_bars=sys.stderr.isatty() and not args.verbose)
-    try:
-        summary = run_build(
-            spec,
-            job_id=args.job_id,
-            resume=args.resume,
-            address=args.address,
-            on_progress=ProgressPrinter(sys.stderr),
-            limits=limits,
-        )
-    except FileNotFoundError as exc:
-        sys.stderr.write(f"pairforge build: no such file: {exc.filename}\n")
+        what = "JobSpec file" if exc.filename in (None, args.job) else "file"
+        sys.stderr.write(f"pairforge build: no such {what}: {exc.filename or args.job}\n")
         return 2
     except ConfigError as exc:
         sys.stderr.write(f"pairforge build: {exc}\n")
@@ -178,5 +156,22 @@ def run(args: argparse.Namespace) -> int:
     except InfrastructureError as exc:
         sys.stderr.write(f"pairforge build: {exc}\n")
         return 3
+
+
+def _build(args: argparse.Namespace) -> int:
+    spec, limits = _checked_spec(args)
+    # Ray loads only for a spec that can run: a refusal stays instant and starts nothing.
+    from cluster.driver import run_build
+    from cluster.runtime import quiet_ray_data
+
+    quiet_ray_data(progress_bars=sys.stderr.isatty() and not args.verbose)
+    summary = run_build(
+        spec,
+        job_id=args.job_id,
+        resume=args.resume,
+        address=args.address,
+        on_progress=ProgressPrinter(sys.stderr),
+        limits=limits,
+    )
     sys.stdout.write(format_summary(summary) + "\n")
     return 0
