@@ -63,15 +63,21 @@ FORGE = DUMPABLE + dedent("""\
                 lines.append(f'{token} {pid} {index} passed \\n'.encode())
                 lines.append(f'{token} {_os.getppid()} {index} passed \\n'.encode())
         frames = []
-        for message in [{'ran': t} for t in list(tokens)[:64]] + [
-            {'ready': True}, {'verdict': 'passed'}, {'status': 'passed'}, {'ok': True},
+        for message in [['ran', t] for t in list(tokens)[:64]] + [{'ran': '0' * 32}] + [
+            ['up'], ['ready'], ['raised', 'passed', ''], ['raised', 'sandbox_error', ''],
+            {'verdict': 'passed'}, {'status': 'passed'}, {'index': 0, 'status': 'passed'},
             {'id': 1, 'statuses': ['passed'] * 12, 'details': [''] * 12, 'retire': False},
         ]:
             body = _json.dumps(message).encode()
+            frames.append(_struct.pack('>I', len(body) + 1) + b'j' + body)  # the wire's frame
             frames.append(_struct.pack('>I', len(body)) + body)
             frames.append(body + b'\\n')
         payload = b''.join(lines + frames)
         for fd in range(256):
+            try:
+                _os.set_blocking(fd, False)  # a full pipe must not stop the forgery
+            except OSError:
+                pass
             try:
                 _os.write(fd, payload)
             except OSError:
@@ -344,9 +350,32 @@ def pool() -> Iterator[ContainerPool]:
         yield started
 
 
-@pytest.mark.parametrize("case", list(ATTACKS), ids=list(ATTACKS))
-def test_no_attack_forges_a_pass(pool: ContainerPool, case: str) -> None:
-    request = ExecutionRequest(program=ATTACKS[case], tests=MUST_FAIL, timeout_s=2.0)
+# On the fallback path the program's own process evaluates the test, so these attacks on
+# the evaluation itself (not on the harness's report) get through there: they are why the
+# dominant test shapes are split. Strict: if one stops getting through, say so.
+EVALUATION_ATTACKS = {
+    "objects whose __eq__ always says yes",
+    "int and str subclasses that say yes",
+    "mutate the cached small int 2 through ctypes",
+    "read the expected value from memory and return it",
+}
+CASES = [pytest.param(case, True, id=f"{case}-split") for case in ATTACKS] + [
+    pytest.param(
+        case,
+        False,
+        id=f"{case}-all fallback",
+        marks=[pytest.mark.xfail(strict=True, reason="the fallback path's known weakness")]
+        if case in EVALUATION_ATTACKS
+        else [],
+    )
+    for case in ATTACKS
+]
+
+
+@pytest.mark.parametrize(("case", "split"), CASES)
+def test_no_attack_forges_a_pass(pool: ContainerPool, case: str, split: bool) -> None:
+    # Also with every test on the fallback path: harness attacks must fail there too.
+    request = ExecutionRequest(program=ATTACKS[case], tests=MUST_FAIL, timeout_s=1.0, split=split)
     result = pool.run(request)
     forged = [
         (test, detail)
