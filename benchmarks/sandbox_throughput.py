@@ -9,7 +9,15 @@ per-test process isolation, then runs a prefix of the same cells through
 
 both with the same parallelism as the pool, and prints cells/s and the ratios.
 
+With ``--split-vs-fallback`` it also builds the same matrices a second time with every
+test on the fallback path (``ExecutionRequest.split=False``: each test runs in the
+program's own process, which reports its outcome) and prints what judging split tests in
+a separate process costs: cells/s of both, their ratio, the share of cells that fell back
+in the split run, and the cell-by-cell agreement of the two.
+
     .venv/bin/python benchmarks/sandbox_throughput.py
+    .venv/bin/python benchmarks/sandbox_throughput.py --split-vs-fallback \
+        --docker-cells 0 --subprocess-cells 0
     .venv/bin/python benchmarks/sandbox_throughput.py --timeout 1.0 --docker-cells 100
     .venv/bin/python benchmarks/sandbox_throughput.py \
         --data ../shared/data/codet-humaneval-codegen16b/dev-k100.jsonl --limit 20
@@ -36,7 +44,7 @@ from typing import Any
 
 from pipeline.parsing import parse_replay_row
 from pipeline.records import ReplayRow
-from sandbox.limits import PoolConfig
+from sandbox.limits import DEFAULT_IMAGE, PoolConfig
 from sandbox.matrix import MatrixBuilder, MatrixProblem
 from sandbox.pool import ContainerPool
 from sandbox.types import CellStatus
@@ -63,19 +71,29 @@ def load_problems(path: Path, limit: int | None) -> list[MatrixProblem]:
     return problems
 
 
-def run_pool(problems: list[MatrixProblem], config: PoolConfig) -> dict[str, Any]:
-    """Build every matrix; timings, the statuses by problem, and where the CPU went."""
+def run_pool(
+    problems: list[MatrixProblem], config: PoolConfig, split: bool = True
+) -> dict[str, Any]:
+    """Build every matrix; timings, the statuses by problem, fallback cells, CPU use."""
     started = time.perf_counter()
     with ContainerPool(config) as pool:
         ready = time.perf_counter()
         cpu_before = cpu_seconds(pool.pool_id)
         statuses = {}
-        for result in MatrixBuilder(pool, budget_s=600).build_many(problems):
+        fallback = 0
+        for result in MatrixBuilder(pool, budget_s=600, split=split).build_many(problems):
             statuses[result.problem_id] = result.status
+            fallback += result.fallback_cells
         done = time.perf_counter()
         cpu_after = cpu_seconds(pool.pool_id)
     cpu = {key: cpu_after[key] - cpu_before[key] for key in cpu_before}
-    return {"start_s": ready - started, "build_s": done - ready, "statuses": statuses, "cpu": cpu}
+    return {
+        "start_s": ready - started,
+        "build_s": done - ready,
+        "statuses": statuses,
+        "cpu": cpu,
+        "fallback_cells": fallback,
+    }
 
 
 def cpu_seconds(pool_id: str) -> dict[str, float]:
@@ -182,9 +200,18 @@ def main(argv: list[str] | None = None) -> int:
     # CodeT's per-test timeout (ALGORITHMS.md §3.3). The 8 cells of dev-k10 that never
     # finish cost 8 container-seconds at 1 s each: more than the other 3,991 cells together.
     parser.add_argument("--timeout", type=float, default=0.1, help="seconds per test (0.1)")
-    parser.add_argument("--image", default="pairforge-sandbox:latest")
-    parser.add_argument("--docker-cells", type=int, default=40, help="cells for docker run")
-    parser.add_argument("--subprocess-cells", type=int, default=400, help="cells for python -c")
+    parser.add_argument("--image", default=DEFAULT_IMAGE)
+    parser.add_argument(
+        "--docker-cells", type=int, default=40, help="cells for docker run (0: skip)"
+    )
+    parser.add_argument(
+        "--subprocess-cells", type=int, default=400, help="cells for python -c (0: skip)"
+    )
+    parser.add_argument(
+        "--split-vs-fallback",
+        action="store_true",
+        help="also build every matrix with all tests on the fallback path; print the ratio",
+    )
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
@@ -210,48 +237,86 @@ def main(argv: list[str] | None = None) -> int:
           f"cells/s on {cores} idle cores")  # fmt: skip
     timeouts = counts.get(CellStatus.TIMEOUT.value, 0)
     print(f"  {timeouts} timeouts held a container {timeouts * args.timeout:.1f} s in all")
+    fallback = pool_run["fallback_cells"]
+    print(f"  {fallback} of {len(cells)} cells ({fallback / len(cells):.2%}) could not be split "
+          "and ran on the fallback path")  # fmt: skip
     load = os.getloadavg()[0]
     print(f"  load average during the run: {load:.1f} on {cores} cores")
+    figures: dict[str, Any] = {
+        "cells": len(cells), "pool_cells_per_s": pool_rate, "pool_start_s": pool_run["start_s"],
+        "pool_cpu_s": cpu, "timeout_s": args.timeout, "statuses": dict(counts),
+        "fallback_cells": fallback,
+    }  # fmt: skip
+    if args.split_vs_fallback:
+        figures.update(compare_fallback(problems, config, pool_run, len(cells)))
 
+    rates = {"pool": pool_rate}
     docker_cells = cells[: args.docker_cells]
-    docker_command = [
-        "docker", "run", "--rm", "--network", "none", "--user", "10001:10001",
-        "--entrypoint", "python3", args.image, "-c",
-    ]  # fmt: skip
-    docker_s, docker_statuses = run_baseline(
-        docker_cells, per_cell(lambda src: [*docker_command, src], args.timeout + 30), args.workers
-    )
-    docker_rate = len(docker_cells) / docker_s
-    print(f"docker run --rm per cell: {len(docker_cells)} cells in {docker_s:.2f} s = "
-          f"{docker_rate:.1f} cells/s (agreement with pool "
-          f"{agreement(docker_cells, docker_statuses, matrices):.1%})")  # fmt: skip
+    if docker_cells:
+        docker_command = [
+            "docker", "run", "--rm", "--network", "none", "--user", "10001:10001",
+            "--entrypoint", "python3", args.image, "-c",
+        ]  # fmt: skip
+        docker_s, docker_statuses = run_baseline(
+            docker_cells, per_cell(lambda src: [*docker_command, src], args.timeout + 30),
+            args.workers,
+        )  # fmt: skip
+        rates["docker"] = len(docker_cells) / docker_s
+        print(f"docker run --rm per cell: {len(docker_cells)} cells in {docker_s:.2f} s = "
+              f"{rates['docker']:.1f} cells/s (agreement with pool "
+              f"{agreement(docker_cells, docker_statuses, matrices):.1%})")  # fmt: skip
+        figures.update(docker_cells=len(docker_cells), docker_cells_per_s=rates["docker"])
 
     host_cells = cells[: args.subprocess_cells]
-    host_s, host_statuses = run_baseline(
-        host_cells,
-        per_cell(lambda src: [sys.executable, "-c", src], args.timeout + 2),
-        args.workers,
-    )
-    host_rate = len(host_cells) / host_s
-    print(f"subprocess python -c per cell (host): {len(host_cells)} cells in {host_s:.2f} s = "
-          f"{host_rate:.1f} cells/s (agreement with pool "
-          f"{agreement(host_cells, host_statuses, matrices):.1%})")  # fmt: skip
+    if host_cells:
+        host_s, host_statuses = run_baseline(
+            host_cells,
+            per_cell(lambda src: [sys.executable, "-c", src], args.timeout + 2),
+            args.workers,
+        )
+        rates["subprocess"] = len(host_cells) / host_s
+        print(f"subprocess python -c per cell (host): {len(host_cells)} cells in {host_s:.2f} s"
+              f" = {rates['subprocess']:.1f} cells/s (agreement with pool "
+              f"{agreement(host_cells, host_statuses, matrices):.1%})")  # fmt: skip
+        figures.update(subprocess_cells=len(host_cells), subprocess_cells_per_s=rates["subprocess"])
 
-    print(f"ratios: pool / docker-run = {pool_rate / docker_rate:.0f}x, "
-          f"pool / subprocess = {pool_rate / host_rate:.1f}x")  # fmt: skip
-    print(f"bar: >= 800 cells/s: {pool_rate >= 800}; >= 100x docker-run: "
-          f"{pool_rate / docker_rate >= 100}; "
-          f">= 4x subprocess: {pool_rate / host_rate >= 4}")  # fmt: skip
+    if "docker" in rates and "subprocess" in rates:
+        print(f"ratios: pool / docker-run = {pool_rate / rates['docker']:.0f}x, "
+              f"pool / subprocess = {pool_rate / rates['subprocess']:.1f}x")  # fmt: skip
+        print(f"bar: >= 800 cells/s: {pool_rate >= 800}; >= 100x docker-run: "
+              f"{pool_rate / rates['docker'] >= 100}; "
+              f">= 4x subprocess: {pool_rate / rates['subprocess'] >= 4}")  # fmt: skip
     if args.json is not None:
-        figures = {
-            "cells": len(cells), "pool_cells_per_s": pool_rate,
-            "pool_start_s": pool_run["start_s"], "pool_cpu_s": cpu, "timeout_s": args.timeout,
-            "docker_cells": len(docker_cells), "docker_cells_per_s": docker_rate,
-            "subprocess_cells": len(host_cells), "subprocess_cells_per_s": host_rate,
-            "statuses": dict(counts),
-        }  # fmt: skip
         args.json.write_text(json.dumps(figures, indent=2) + "\n")
     return 0
+
+
+def compare_fallback(problems: list[MatrixProblem], config: PoolConfig,
+                     split_run: dict[str, Any], n_cells: int) -> dict[str, Any]:  # fmt: skip
+    """Build the same matrices on the fallback path; print and return the comparison."""
+    fallback_run = run_pool(problems, config, split=False)
+    split_rate = n_cells / split_run["build_s"]
+    fallback_rate = n_cells / fallback_run["build_s"]
+    same = sum(
+        a is b
+        for problem_id, matrix in split_run["statuses"].items()
+        for row_a, row_b in zip(matrix, fallback_run["statuses"][problem_id], strict=True)
+        for a, b in zip(row_a, row_b, strict=True)
+    )
+    split_cpu = sum(split_run["cpu"].values()) / n_cells
+    fallback_cpu = sum(fallback_run["cpu"].values()) / n_cells
+    print(f"split vs fallback (the same {n_cells} cells, one run after the other):")
+    print(f"  split    {split_rate:.0f} cells/s, {split_cpu * 1e3:.2f} ms CPU per cell")
+    print(f"  fallback {fallback_rate:.0f} cells/s, {fallback_cpu * 1e3:.2f} ms CPU per cell")
+    ratio = fallback_rate / split_rate
+    print(f"  the split path takes {ratio:.2f}x the fallback path's time per cell "
+          f"(target <= 1.5x: {ratio <= 1.5}); agreement {same / n_cells:.2%}")  # fmt: skip
+    return {
+        "fallback_path_cells_per_s": fallback_rate,
+        "fallback_path_cpu_s": fallback_run["cpu"],
+        "split_over_fallback_slowdown": ratio,
+        "split_fallback_agreement": same / n_cells,
+    }
 
 
 if __name__ == "__main__":
