@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up everything pairforge needs on one Debian/Ubuntu machine, idempotently:
-#   - a Docker engine (Debian's docker.io) and debootstrap, installed with apt-get when missing
+#   - a Docker engine (Debian's docker.io), debootstrap and Debian's chromium (the headless
+#     browser the dashboard test drives through Playwright), installed with apt-get when missing
 #   - dockerd started in the background when no engine answers
 #   - a virtualenv at .venv with pairforge and its dev extra
 #   - the sandbox image (pairforge image: Dockerfile, or an offline debootstrap rootfs)
@@ -13,6 +14,7 @@ log() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
 need_apt=()
 command -v dockerd >/dev/null 2>&1 || need_apt+=(docker.io)
 command -v debootstrap >/dev/null 2>&1 || need_apt+=(debootstrap)
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 if [ ${#need_apt[@]} -gt 0 ]; then
     log "installing ${need_apt[*]} with apt-get"
     export DEBIAN_FRONTEND=noninteractive
