@@ -11,9 +11,13 @@ A refusal says the same words whatever the file is: that it exists, is unreadabl
 FIFO or holds a token is never revealed about a path the caller may not read. Only under a
 root, where the caller may read anyway, does a message name a missing file.
 
-    roots = resolve_input_roots(["data"], cwd=Path("/srv"))
-    confine_source("data/problems.jsonl", roots, cwd=Path("/srv"))   # /srv/data/problems.jsonl
-    confine_source("/etc/shadow", roots, cwd=Path("/srv"))           # JobSpecError
+A relative ``source.path`` is relative to the first input root, not to the service's
+working directory (which a caller cannot know)::
+
+    roots = resolve_input_roots(["data", "/srv/shared"], cwd=Path("/srv"))
+    confine_source("problems.jsonl", roots)       # /srv/data/problems.jsonl
+    confine_source("/srv/shared/he.jsonl", roots) # absolute: under any root
+    confine_source("/etc/shadow", roots)          # JobSpecError
 """
 
 from __future__ import annotations
@@ -39,15 +43,13 @@ def _problem(message: str) -> JobSpecError:
     return JobSpecError(message, [message])
 
 
-def confine_source(
-    path: str, roots: Sequence[Path], *, cwd: Path, private: Collection[Path] = ()
-) -> Path:
+def confine_source(path: str, roots: Sequence[Path], *, private: Collection[Path] = ()) -> Path:
     """The absolute, symlink-free path of a regular file under an input root.
 
     Args:
-        path: ``source.path`` as the caller wrote it (a plain path or ``file://`` URI).
-        roots: the resolved input roots.
-        cwd: what relative paths are relative to.
+        path: ``source.path`` as the caller wrote it (a plain path or ``file://`` URI);
+            a relative one is relative to the first root.
+        roots: the resolved input roots (at least one).
         private: files under a root the service still never reads (its job database).
 
     Raises:
@@ -63,7 +65,7 @@ def confine_source(
         "system directories; put the file under a root and give its path there"
     )
     try:
-        resolved = (cwd / text).resolve()
+        resolved = (roots[0] / text).resolve()
     except (OSError, RuntimeError, ValueError):  # RuntimeError: a symlink loop
         raise refused from None
     root = next((r for r in roots if resolved.is_relative_to(r)), None)
@@ -79,7 +81,8 @@ def confine_source(
         mode = resolved.stat().st_mode
     except FileNotFoundError:
         raise _problem(
-            f"source.path: no file at {resolved} (relative paths are from {cwd})"
+            f"source.path: no file at {resolved} (a relative path is relative to the "
+            f"first input root, {roots[0]})"
         ) from None
     except OSError:
         raise refused from None

@@ -6,12 +6,13 @@ before anything is written: ``..`` components, absolute paths elsewhere, non-loc
 existing files in the way and symlinks that lead out of the root are all refused with
 ``OutputLocationError`` (HTTP 422).
 
-Relative locations resolve against the service's working directory, as they do for
-``pairforge build``, so one job file means the same directory either way::
+A relative location is relative to the output root, not to the service's working
+directory (which a caller cannot know)::
 
-    root = Path("runs")            # PAIRFORGE_OUTPUT_ROOT
-    resolve_output_dir("runs/quickstart", root)    # -> /srv/pairforge/runs/quickstart
-    resolve_output_dir("runs/../etc", root)        # OutputLocationError
+    root = Path("/srv/pairforge/runs")             # PAIRFORGE_OUTPUT_ROOT, resolved
+    resolve_output_dir("quickstart", root)         # -> /srv/pairforge/runs/quickstart
+    resolve_output_dir(f"{root}/nightly", root)    # absolute: must lie under the root
+    resolve_output_dir("../etc", root)             # OutputLocationError
 
 A resumed job's directory is checked again (``recheck_output_dir``): it must still be the
 real directory it was, holding no symlink, since the build follows whatever it finds there.
@@ -36,8 +37,10 @@ def resolve_root(root: str | Path, *, cwd: Path | None = None) -> Path:
     return (base / Path(root).expanduser()).resolve()
 
 
-def resolve_output_dir(uri: str, root: Path, *, cwd: Path | None = None) -> Path:
+def resolve_output_dir(uri: str, root: Path) -> Path:
     """Resolve ``uri`` to an absolute directory under ``root`` (already resolved).
+
+    A relative ``uri`` is taken relative to ``root``.
 
     Raises:
         OutputLocationError: the location is not a local path, contains ``..``, a control
@@ -50,9 +53,8 @@ def resolve_output_dir(uri: str, root: Path, *, cwd: Path | None = None) -> Path
         raise OutputLocationError(
             f"output.uri {shown(uri)} contains `..`; give a path under the output root {root}"
         )
-    base = cwd or Path.cwd()
     try:
-        resolved = (base / Path(path_text).expanduser()).resolve()
+        resolved = (root / Path(path_text).expanduser()).resolve()
     except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop
         raise OutputLocationError(f"output.uri {shown(uri)} cannot be resolved: {exc}") from exc
     if resolved == root or not resolved.is_relative_to(root):

@@ -68,7 +68,8 @@ def create_app(
         settings: service configuration (``Settings()`` reads ``PAIRFORGE_*``).
         launcher: runs builds; default a Ray Job launcher on ``settings.ray_address``, built
             on first use.
-        cwd: directory relative paths in job specs resolve against (default: the current).
+        cwd: directory that relative roots and the database path in ``settings`` are
+            relative to (default: the current one).
     """
     base = (cwd or Path.cwd()).resolve()
     store = JobStore(settings.database_url)
@@ -76,7 +77,6 @@ def create_app(
     where = Locations(
         output_root=output_root,
         input_roots=resolve_input_roots(settings.input_roots, cwd=base),
-        cwd=base,
         private=_database_files(settings.database_url, base),
     )
     inputs = InputChecker(

@@ -25,8 +25,8 @@ class OutputRequest(OutputConfig):
     uri: str | None = Field(  # type: ignore[assignment]
         default=None,
         min_length=1,
-        description="Output directory under the service's output root; default "
-        "`<output root>/<job id>`.",
+        description="Output directory under the service's output root; a relative path is "
+        "relative to that root. Default: `<output root>/<job id>`.",
     )
 
 

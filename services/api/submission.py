@@ -30,17 +30,25 @@ logger = logging.getLogger(__name__)
 
 @dataclasses.dataclass(frozen=True)
 class Locations:
-    """Where jobs may read and write, all absolute and resolved."""
+    """Where jobs may read and write, all absolute and resolved.
+
+    A relative ``output.uri`` is relative to the output root and a relative
+    ``source.path`` to the first input root, never to the service's working directory:
+    a caller cannot know where the service was started.
+    """
 
     output_root: Path
     input_roots: Sequence[Path]
-    cwd: Path
     private: Collection[Path] = ()
     """Files under an input root that are never inputs (the job database)."""
 
     def source(self, path: str) -> Path:
         """``source.path`` confined to the input roots (``JobSpecError`` otherwise)."""
-        return confine_source(path, self.input_roots, cwd=self.cwd, private=self.private)
+        return confine_source(path, self.input_roots, private=self.private)
+
+    def output(self, uri: str) -> Path:
+        """``output.uri`` as a usable directory under the output root."""
+        return resolve_output_dir(uri, self.output_root)
 
 
 def prepare_spec(create: JobCreate, *, job_id: str, where: Locations, limits: JobLimits) -> JobSpec:
@@ -52,7 +60,7 @@ def prepare_spec(create: JobCreate, *, job_id: str, where: Locations, limits: Jo
             or for something this version cannot run (``problems`` names each).
     """
     uri = create.output.uri or str(default_output_dir(where.output_root, job_id))
-    output_dir = resolve_output_dir(uri, where.output_root, cwd=where.cwd)
+    output_dir = where.output(uri)
     source = where.source(create.source.path)
     spec = create.to_spec(output_uri=str(output_dir), source_path=str(source))
     require_runnable(spec, limits)

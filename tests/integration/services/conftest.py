@@ -123,7 +123,8 @@ def service(tmp_path: Path, ray_head: str) -> Iterator[Service]:
 
 
 def quickstart_spec(uri: str, **changes: Any) -> dict[str, Any]:
-    """The quickstart JobSpec, its source absolute, writing to ``uri``; ``changes`` per section."""
+    """The quickstart JobSpec, its source absolute, writing to ``uri`` (relative: under the
+    output root); ``changes`` per section."""
     spec: dict[str, Any] = yaml.safe_load(QUICKSTART.read_text(encoding="utf-8"))
     spec["source"]["path"] = str(REPO_ROOT / spec["source"]["path"])
     for section, values in changes.items():

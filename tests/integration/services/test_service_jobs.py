@@ -56,7 +56,7 @@ def _files(directory: Path) -> dict[str, tuple[int, int]]:
 @requires_sandbox_image
 def test_quickstart_lifecycle(service: Service, ray_head: str) -> None:
     job_file = service.workdir / "job.yaml"
-    job_file.write_text(yaml.safe_dump(quickstart_spec("runs/quickstart")), encoding="utf-8")
+    job_file.write_text(yaml.safe_dump(quickstart_spec("quickstart")), encoding="utf-8")
     submitted = _cli(service, "submit", str(job_file))
     assert submitted.returncode == 0, submitted.stderr
     job_id = submitted.stdout.strip()
@@ -103,7 +103,7 @@ def test_quickstart_lifecycle(service: Service, ray_head: str) -> None:
 def test_cancel_stops_the_ray_job_and_writing(service: Service, ray_head: str) -> None:
     # 82 HumanEval problems x 100 replayed samples, one problem per unit: minutes of work.
     spec = quickstart_spec(
-        "runs/long",
+        "long",
         source={"path": str(HUMANEVAL_DIR / "dev-k100.jsonl")},
         sampler={"k": 100},
         output={"problems_per_unit": 1},
@@ -139,7 +139,7 @@ def test_cancel_stops_the_ray_job_and_writing(service: Service, ray_head: str) -
 @requires_sandbox_image
 def test_restarted_service_finds_and_finishes_its_job(service: Service) -> None:
     with service.client() as client:
-        created = client.post("/jobs", json=quickstart_spec("runs/restart"))
+        created = client.post("/jobs", json=quickstart_spec("restart"))
         assert created.status_code == 201, created.text
         job_id = created.json()["id"]
         wait_for(client, job_id, {"running", *FINAL}, timeout_s=120)
@@ -171,7 +171,7 @@ def test_http_refusals(tmp_path: Path, ray_head: str) -> None:
             for uri, expected in [
                 ("runs/../x", "`..`"),
                 ("/tmp/elsewhere", "not inside the output root"),
-                ("runs/link/x", "not inside the output root"),
+                ("link/x", "not inside the output root"),
                 ("runs/" + "x" * 300, "longer than"),
                 ("runs/a\nb", "control character"),
             ]:

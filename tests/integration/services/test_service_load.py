@@ -41,7 +41,7 @@ async def _burst(url: str, job_id: str) -> tuple[list[tuple[int, float]], list[t
                 client,
                 "POST",
                 "/jobs",
-                json={"name": f"load-{i}", **_failing_spec(f"runs/load-{i}")},
+                json={"name": f"load-{i}", **_failing_spec(f"load-{i}")},
             )
             for i in range(20)
         ]
@@ -51,7 +51,7 @@ async def _burst(url: str, job_id: str) -> tuple[list[tuple[int, float]], list[t
 
 def test_concurrent_reads_and_submissions_get_no_5xx(service: Service) -> None:
     with service.client() as client:
-        first = client.post("/jobs", json=_failing_spec("runs/first"))
+        first = client.post("/jobs", json=_failing_spec("first"))
         assert first.status_code == 201, first.text
         job_id = first.json()["id"]
 

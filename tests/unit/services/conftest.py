@@ -41,7 +41,7 @@ def workdir(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def spec(output: str | None = "runs/a", **sections: Any) -> dict[str, Any]:
+def spec(output: str | None = "a", **sections: Any) -> dict[str, Any]:
     body: dict[str, Any] = {
         "source": {"path": "problems.jsonl"},
         "sampler": {"kind": "replay", "k": 10},

@@ -35,9 +35,9 @@ from tests.unit.services.fake_launcher import FakeLauncher
 def _hostile(app: FastAPI, workdir: Path) -> None:
     client = TestClient(app)
     refused = [
-        spec("runs/" + "x" * 300),
-        spec("runs/" + "/".join(["y" * 200] * 25)),
-        spec("runs/a\nb"),
+        spec("x" * 300),
+        spec("/".join(["y" * 200] * 25)),
+        spec("a\nb"),
         spec(f"file://otherhost{workdir}/runs/h"),
         spec(sandbox={"memory_mb": 10_000_000, "pids": 1_000_000, "max_workers": 100_000}),
         spec(pairs={"method": "target_dpo"}),
@@ -47,7 +47,7 @@ def _hostile(app: FastAPI, workdir: Path) -> None:
     for body in refused:
         answer = client.post("/jobs", json=body)
         assert answer.status_code == 422, answer.text
-    job = client.post("/jobs", json=spec("runs/planted")).json()
+    job = client.post("/jobs", json=spec("planted")).json()
     client.delete(f"/jobs/{job['id']}")
     (workdir / "runs" / "planted" / "shards").symlink_to("/etc")
     assert client.post(f"/jobs/{job['id']}/resume").status_code == 422
@@ -102,7 +102,7 @@ def _runnable(case):
     spec = body.get("spec") if isinstance(body, dict) and "spec" in body else body
     if isinstance(spec, dict):
         spec["source"] = {"path": "problems.jsonl", "limit": 1}
-        spec["output"] = {**(spec.get("output") or {}), "uri": f"runs/{uuid.uuid4().hex}"}
+        spec["output"] = {**(spec.get("output") or {}), "uri": f"{uuid.uuid4().hex}"}
         if isinstance(spec.get("sampler"), dict):
             spec["sampler"]["kind"] = "replay"
     return case

@@ -19,7 +19,7 @@ from tests.unit.services.fake_launcher import FakeLauncher
 @pytest.fixture
 def damaged(make_client: Callable[..., TestClient], workdir: Path) -> TestClient:
     client = make_client()  # creates the table
-    good = client.post("/jobs", json=spec("runs/good"))
+    good = client.post("/jobs", json=spec("good"))
     assert good.status_code == 201
     insert_damaged_records(workdir / "jobs.db", workdir)
     return client

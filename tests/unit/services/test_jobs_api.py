@@ -41,7 +41,7 @@ def _submit(client: TestClient, body: object) -> dict[str, Any]:
 def test_submit_bare_spec_writes_job_json_and_submits(
     client: TestClient, launcher: FakeLauncher, workdir: Path
 ) -> None:
-    job = _submit(client, spec("runs/a"))
+    job = _submit(client, spec("a"))
     assert job["id"].startswith("pf-")
     assert job["state"] == "queued"
     assert job["output_uri"] == str(workdir / "runs" / "a")
@@ -58,7 +58,7 @@ def test_submit_bare_spec_writes_job_json_and_submits(
 
 
 def test_submit_envelope_names_the_job(client: TestClient, launcher: FakeLauncher) -> None:
-    job = _submit(client, {"spec": spec("runs/named"), "name": "nightly"})
+    job = _submit(client, {"spec": spec("named"), "name": "nightly"})
     assert job["name"] == "nightly"
     assert launcher.submitted[0].name == "nightly"
 
@@ -69,8 +69,8 @@ def test_submit_without_output_goes_under_the_root(client: TestClient, workdir: 
 
 
 def test_second_job_on_same_output_is_refused(client: TestClient) -> None:
-    first = _submit(client, spec("runs/same"))
-    answer = client.post("/jobs", json=spec("./runs/same"))
+    first = _submit(client, spec("same"))
+    answer = client.post("/jobs", json=spec("./same"))
     assert answer.status_code == 409
     assert first["id"] in answer.json()["detail"]
 
@@ -79,7 +79,7 @@ def test_ray_down_at_submit_is_503_and_job_can_resume(
     client: TestClient, launcher: FakeLauncher
 ) -> None:
     launcher.reachable = False
-    answer = client.post("/jobs", json=spec("runs/down"))
+    answer = client.post("/jobs", json=spec("down"))
     assert answer.status_code == 503
     assert "resume" in answer.json()["detail"]
     launcher.reachable = True
@@ -92,7 +92,7 @@ def test_ray_down_at_submit_is_503_and_job_can_resume(
     assert launcher.submitted[-1].submission_id == f"{job['id']}-r2"
 
 
-@pytest.mark.parametrize(("first", "second"), [("runs/a", "runs/a/shards"), ("runs/a/b", "runs/a")])
+@pytest.mark.parametrize(("first", "second"), [("a", "a/shards"), ("a/b", "a")])
 def test_nested_output_is_refused_either_way(client: TestClient, first: str, second: str) -> None:
     owner = _submit(client, spec(first))
     answer = client.post("/jobs", json=spec(second))
@@ -103,8 +103,8 @@ def test_nested_output_is_refused_either_way(client: TestClient, first: str, sec
 
 
 def test_output_sharing_only_a_string_prefix_is_accepted(client: TestClient) -> None:
-    _submit(client, spec("runs/a"))
-    assert _submit(client, spec("runs/ab"))["state"] == "queued"
+    _submit(client, spec("a"))
+    assert _submit(client, spec("ab"))["state"] == "queued"
 
 
 # ---------------------------------------------------------------- refusals
@@ -113,13 +113,13 @@ def test_output_sharing_only_a_string_prefix_is_accepted(client: TestClient) -> 
 @pytest.mark.parametrize(
     ("output", "expected"),
     [
-        ("runs/../outside", "`..`"),
-        ("runs/a/../../b", "`..`"),
+        ("../outside", "`..`"),
+        ("a/../../b", "`..`"),
         ("/etc/pairforge", "not inside the output root"),
-        ("elsewhere", "not inside the output root"),
-        ("runs", "not inside the output root"),
+        ("/elsewhere", "not inside the output root"),
+        (".", "not inside the output root"),
         ("s3://bucket/x", "s3://"),
-        ("runs/\x00x", "NUL"),
+        ("\x00x", "NUL"),
     ],
 )
 def test_output_outside_root_is_422(client: TestClient, output: str, expected: str) -> None:
@@ -131,7 +131,7 @@ def test_output_outside_root_is_422(client: TestClient, output: str, expected: s
 def test_symlink_escaping_the_root_is_422(client: TestClient, workdir: Path) -> None:
     (workdir / "outside").mkdir()
     (workdir / "runs" / "link").symlink_to(workdir / "outside")
-    answer = client.post("/jobs", json=spec("runs/link/job"))
+    answer = client.post("/jobs", json=spec("link/job"))
     assert answer.status_code == 422
     assert str(workdir / "outside" / "job") in answer.json()["detail"]
     assert not (workdir / "outside" / "job").exists()
@@ -192,12 +192,12 @@ def test_k_times_problems_limit_is_422(
 ) -> None:
     client = make_client(max_samples_per_job=20)
     # 3 problems in the file x k=10 = 30 > 20
-    answer = client.post("/jobs", json=spec("runs/big"))
+    answer = client.post("/jobs", json=spec("big"))
     assert answer.status_code == 422
     assert "3 problems × k=10 = 30 samples" in answer.json()["detail"]
     assert "20" in answer.json()["detail"]
     # source.limit=2 caps it: 2 x 10 = 20, at the limit
-    body = spec("runs/small")
+    body = spec("small")
     body["source"]["limit"] = 2
     _submit(client, body)
     assert len(launcher.submitted) == 1
@@ -407,7 +407,7 @@ def test_manifest_is_404_until_written(client: TestClient) -> None:
 
 
 def test_list_pages_and_filters(client: TestClient, launcher: FakeLauncher) -> None:
-    ids = [_submit(client, spec(f"runs/j{i}"))["id"] for i in range(5)]
+    ids = [_submit(client, spec(f"j{i}"))["id"] for i in range(5)]
     launcher.set(ids[0], JobState.RUNNING)
     launcher.set(ids[1], JobState.RUNNING)
     page = client.get("/jobs", params={"limit": 2}).json()
@@ -457,9 +457,9 @@ def test_token_guards_every_endpoint_but_healthz(
 
 
 def test_metrics_counts_jobs_pairs_and_cells(client: TestClient, launcher: FakeLauncher) -> None:
-    a = _submit(client, spec("runs/a"))
-    b = _submit(client, spec("runs/b"))
-    _submit(client, spec("runs/c"))
+    a = _submit(client, spec("a"))
+    b = _submit(client, spec("b"))
+    _submit(client, spec("c"))
     _progress(a["output_uri"], pairs=3, cells=40)
     _progress(b["output_uri"], pairs=2, cells=10)
     launcher.set(a["id"], JobState.SUCCEEDED)

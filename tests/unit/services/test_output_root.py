@@ -16,20 +16,27 @@ def root(tmp_path: Path) -> Path:
     return resolve_root("runs", cwd=tmp_path)
 
 
-def test_relative_paths_resolve_against_cwd(tmp_path: Path, root: Path) -> None:
+def test_relative_paths_resolve_under_the_root_not_the_cwd(
+    tmp_path: Path, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The service's working directory is not the caller's business: a relative location
+    # means the same directory wherever the service was started.
+    monkeypatch.chdir(tmp_path / "runs")
     assert root == tmp_path.resolve() / "runs"
-    assert resolve_output_dir("runs/a/b", root, cwd=tmp_path) == root / "a" / "b"
-    assert resolve_output_dir("./runs/a", root, cwd=tmp_path) == root / "a"
-    assert resolve_output_dir(f"file://{root}/c", root, cwd=tmp_path) == root / "c"
+    assert resolve_output_dir("a/b", root) == root / "a" / "b"
+    assert resolve_output_dir("./a", root) == root / "a"
+    assert resolve_output_dir("runs/a", root) == root / "runs" / "a"
+    assert resolve_output_dir(f"file://{root}/c", root) == root / "c"
+    assert resolve_output_dir(str(root / "d"), root) == root / "d"
 
 
 @pytest.mark.parametrize(
     "uri",
-    ["runs/../x", "runs/a/../b", "..", "/etc", "elsewhere/x", "runs", "s3://b/k", "gs://b", " "],
+    ["../x", "a/../b", "..", "/etc", "/elsewhere/x", ".", "s3://b/k", "gs://b", " "],
 )
 def test_escapes_are_refused(tmp_path: Path, root: Path, uri: str) -> None:
     with pytest.raises(OutputLocationError):
-        resolve_output_dir(uri, root, cwd=tmp_path)
+        resolve_output_dir(uri, root)
 
 
 def test_symlink_out_of_root_is_refused_and_inside_is_allowed(tmp_path: Path, root: Path) -> None:
@@ -38,12 +45,12 @@ def test_symlink_out_of_root_is_refused_and_inside_is_allowed(tmp_path: Path, ro
     (root / "real").mkdir()
     (root / "in").symlink_to(root / "real")
     with pytest.raises(OutputLocationError) as info:
-        resolve_output_dir("runs/out/job", root, cwd=tmp_path)
+        resolve_output_dir("out/job", root)
     assert str(tmp_path.resolve() / "outside" / "job") in str(info.value)
-    assert resolve_output_dir("runs/in/job", root, cwd=tmp_path) == root / "real" / "job"
+    assert resolve_output_dir("in/job", root) == root / "real" / "job"
 
 
 def test_symlink_loop_is_refused(tmp_path: Path, root: Path) -> None:
     (root / "loop").symlink_to(root / "loop")
     with pytest.raises(OutputLocationError):
-        resolve_output_dir("runs/loop/x", root, cwd=tmp_path)
+        resolve_output_dir("loop/x", root)

@@ -91,7 +91,7 @@ def test_too_many_samples_reports_the_exact_count(
     rows = [replay_row(f"p{i}") for i in range(30)]
     (workdir / "many.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     client = make_client(max_samples_per_job=20)
-    body = spec("runs/many")
+    body = spec("many")
     body["source"]["path"] = "many.jsonl"
     (problem,) = _refused(client, body)["problems"]
     # Counting used to stop early and present its partial count (3) as the job's size.
@@ -177,10 +177,10 @@ def test_special_files_are_refused_even_under_a_root(
     _same_refusal(
         client,
         [
-            "fifo.jsonl",  # opening it would block the service forever
-            "dir.jsonl",
-            ".env",  # hidden files hold secrets more often than problems
-            "jobs.db",  # the job store itself
+            str(workdir / "fifo.jsonl"),  # opening it would block the service forever
+            str(workdir / "dir.jsonl"),
+            str(workdir / ".env"),  # hidden files hold secrets more often than problems
+            str(workdir / "jobs.db"),  # the job store itself
             "/dev/zero",
             "/proc/self/environ",
             "/proc/self/cmdline",
@@ -201,8 +201,10 @@ def test_input_roots_are_configurable(
     (workdir / "data").mkdir()
     (workdir / "data" / "p.jsonl").write_text(json.dumps(replay_row("p")) + "\n")
     client = make_client(input_roots="data")
-    assert client.post("/jobs", json=_source("data/p.jsonl")).status_code == 201
-    _refused(client, _source("problems.jsonl"))  # the working directory is no root now
+    assert client.post("/jobs", json=_source(str(workdir / "data" / "p.jsonl"))).status_code == 201
+    # The working directory is no root now, by absolute path or by relative path.
+    _refused(client, _source(str(workdir / "problems.jsonl")))
+    _refused(client, _source("problems.jsonl"))
 
 
 def test_a_missing_file_under_a_root_is_named(client: TestClient, workdir: Path) -> None:
@@ -274,11 +276,11 @@ def test_validations_past_their_time_keep_their_slot(
     (workdir / "slow.jsonl").write_text(rows)
     client = make_client(validation_timeout_s=0.05, validations_at_once=1)
     _refused(client, _source("slow.jsonl"))  # its thread reads on, holding the one slot
-    busy = _refused(client, spec("runs/next"), status=503)
+    busy = _refused(client, spec("next"), status=503)
     assert "retry" in busy["detail"]
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:  # the slow file is read to its end, then freed
-        answer = client.post("/jobs", json=spec("runs/next"))
+        answer = client.post("/jobs", json=spec("next"))
         if answer.status_code != 503:
             break
     assert answer.status_code == 201, answer.text
@@ -290,12 +292,12 @@ def test_validations_past_their_time_keep_their_slot(
 @pytest.mark.parametrize(
     ("output", "expected"),
     [
-        ("runs/" + "x" * 300, "longer than"),
-        ("runs/" + "/".join(["y" * 200] * 25), "longer than"),
-        ("runs/a\nb", "control character"),
-        ("runs/a\rb", "control character"),
-        ("runs/a\x1b[31mred", "control character"),
-        ("runs/a\u2028b", "control character"),
+        ("x" * 300, "longer than"),
+        ("/".join(["y" * 200] * 25), "longer than"),
+        ("a\nb", "control character"),
+        ("a\rb", "control character"),
+        ("a\x1b[31mred", "control character"),
+        ("a\u2028b", "control character"),
         ("file://otherhost{workdir}/runs/a", "host part"),
         ("file://localhost{workdir}/runs/a", "host part"),
         ("file://{workdir}/runs/a?x=1", "query"),
@@ -313,7 +315,7 @@ def test_an_existing_file_as_output_is_422(
     client: TestClient, launcher: FakeLauncher, workdir: Path
 ) -> None:
     (workdir / "runs" / "file").write_text("not a directory")
-    for output in ("runs/file", "runs/file/below"):
+    for output in ("file", "file/below"):
         detail = _refused(client, spec(output))["detail"]
         assert "not a directory" in detail
     _nothing_kept(client, launcher)
@@ -328,7 +330,7 @@ def test_resume_refuses_an_output_that_became_a_symlink(
     workdir: Path,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
-    job = client.post("/jobs", json=spec("runs/a")).json()
+    job = client.post("/jobs", json=spec("a")).json()
     client.delete(f"/jobs/{job['id']}")
     outside = tmp_path_factory.mktemp("elsewhere")
     (workdir / "runs" / "a").rename(workdir / "runs" / "a.moved")
@@ -346,7 +348,7 @@ def test_resume_refuses_a_symlink_planted_inside_the_output(
     workdir: Path,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
-    job = client.post("/jobs", json=spec("runs/a")).json()
+    job = client.post("/jobs", json=spec("a")).json()
     client.delete(f"/jobs/{job['id']}")
     victim = tmp_path_factory.mktemp("elsewhere") / "victim"
     victim.write_text("precious")
