@@ -416,6 +416,24 @@ class JobStore:
         except SQLAlchemyError as exc:
             raise StorageError(f"cannot list unfinished jobs: {exc}") from exc
 
+    def live_or_finished_since(self, since: datetime, *, limit: int) -> list[StoredJob]:
+        """Queued and running jobs, and jobs that finished at or after ``since``.
+
+        At most ``limit`` of them, the most recently changed first.
+        """
+        live = [JobState.QUEUED.value, JobState.RUNNING.value]
+        query = (
+            select(*_RAW_COLUMNS)
+            .where(or_(_JobRow.state.in_(live), _JobRow.finished_at >= since))
+            .order_by(_JobRow.updated_at.desc(), _JobRow.id)
+            .limit(limit)
+        )
+        try:
+            with self._sessions() as session:
+                return [_stored(r) for r in session.execute(query).all()]
+        except SQLAlchemyError as exc:
+            raise StorageError(f"cannot list recent jobs: {exc}") from exc
+
     def count_by_state(self) -> dict[JobState, int]:
         """Number of jobs in each state (every state present, zero included)."""
         counts = dict.fromkeys(JobState, 0)

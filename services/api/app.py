@@ -87,7 +87,7 @@ def create_app(
         store=store,
         reconciler=Reconciler(store, interval_s=settings.reconcile_interval_s),
         rules=SubmissionRules(where=where, limits=settings.limits, inputs=inputs),
-        metrics=metrics.metrics_registry(store),
+        metrics=metrics.metrics_registry(store, keep_finished_s=settings.metrics_keep_finished_s),
         launcher=launcher,
     )
 

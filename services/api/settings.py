@@ -83,6 +83,13 @@ class Settings(LimitSettings):
         description="A job's state is refreshed from Ray at most this often per job.",
     )
 
+    metrics_keep_finished_s: float = Field(
+        default=3600.0,
+        ge=0,
+        description="A finished job's own metrics (`pairforge_job_*`) stay on /metrics this "
+        "many seconds after it ends; queued and running jobs are always there.",
+    )
+
     @field_validator("input_roots", mode="before")
     @classmethod
     def _split_roots(cls, roots: object) -> object:
