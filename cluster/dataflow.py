@@ -26,6 +26,13 @@ from pipeline.config import JobSpec
 from pipeline.problem_state import ProblemState
 from pipeline.stages import parse_step, rank_step
 
+# Ray Data names each operator after its function or class ("Map(parse)"), and the Ray
+# dashboard shows those names: the stages are named as a user thinks of them.
+
+
+class execute(ExecuteStage):
+    """The execute stage (``ExecuteStage``), named for the dashboard: ``Map(execute)``."""
+
 
 def parse(row: dict[str, Any]) -> dict[str, Any]:
     """Ray Data ``map``: the parse stage."""
@@ -46,11 +53,14 @@ def build_dataflow(
     tally: StageTally,
 ) -> ray.data.Dataset:
     """A dataset that, when iterated, yields ``{"state": ProblemState}`` rows fully ranked."""
+    # Rows are ProblemState objects on purpose (one contract, no re-encoding): Ray keeps
+    # them as pickled Python objects, which is what this says (and stops its warning).
+    ray.data.DataContext.get_current().enable_fallback_to_arrow_object_ext_type = True
     ds: ray.data.Dataset = ray.data.from_items([{"state": state} for state in problems])
     ds = add_sample_stage(ds, spec.sampler, job_id, placement.sample)
     ds = ds.map(tally.counted(parse, "sampled"), **placement.parse.ray_options())
     ds = ds.map(
-        ExecuteStage,  # type: ignore[arg-type]  # a callable class: Ray makes it an actor pool
+        execute,  # type: ignore[arg-type]  # a callable class: Ray makes it an actor pool
         fn_constructor_kwargs={"config": spec.sandbox, "tally": tally},
         **placement.execute.ray_options(),
     )

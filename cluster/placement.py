@@ -8,7 +8,7 @@ changing where something runs never means editing the wiring::
 
     placement = build_placement(spec)
     placement.execute.ray_options()
-    # {'num_cpus': 0.0, 'resources': {'sandbox': 1.0}, 'concurrency': (1, 2)}
+    # {'num_cpus': 0.0, 'resources': {'sandbox': 1.0}, 'compute': ActorPoolStrategy(1..2)}
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import math
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
+from ray.data import ActorPoolStrategy
 
 from pipeline.config import JobSpec, SamplerConfig, SamplerKind
 
@@ -42,8 +43,8 @@ class StagePlacement(BaseModel):
     )
     concurrency: int | tuple[int, int] | None = Field(
         default=None,
-        description="Instances: None lets Ray decide (tasks); an int is a fixed actor pool; "
-        "(min, max) an autoscaling one.",
+        description="Instances: None runs tasks, as many as Ray fits; an int is a fixed "
+        "actor pool; (min, max) an autoscaling one.",
     )
     batch_size: int | None = Field(
         default=None, description="Problems per call, for stages that take batches."
@@ -56,8 +57,11 @@ class StagePlacement(BaseModel):
             options["num_gpus"] = self.num_gpus
         if self.resources:
             options["resources"] = dict(self.resources)
-        if self.concurrency is not None:
-            options["concurrency"] = self.concurrency
+        if isinstance(self.concurrency, tuple):
+            low, high = self.concurrency
+            options["compute"] = ActorPoolStrategy(min_size=low, max_size=high)
+        elif self.concurrency is not None:
+            options["compute"] = ActorPoolStrategy(size=self.concurrency)
         if self.batch_size is not None:
             options["batch_size"] = self.batch_size
         return options

@@ -22,8 +22,11 @@ if TYPE_CHECKING:
 __all__ = ["add_sample_stage"]
 
 
-def replay(row: dict[str, Any], *, k: int) -> dict[str, Any]:
-    """Ray Data ``map``: the first ``k`` recorded completions of a replayed problem."""
+# Ray Data names operators after their function or class; every sampler's is `sample`.
+
+
+def sample(row: dict[str, Any], *, k: int) -> dict[str, Any]:
+    """Ray Data ``map``, kind ``replay``: the first ``k`` recorded completions of a problem."""
     return {"state": first_k(row["state"], k)}
 
 
@@ -37,15 +40,15 @@ def add_sample_stage(
     """
     if config.kind is SamplerKind.REPLAY:
         return ds.map(
-            replay,  # type: ignore[arg-type]  # Ray passes fn_kwargs; its stub does not say so
+            sample,  # type: ignore[arg-type]  # Ray passes fn_kwargs; its stub does not say so
             fn_kwargs={"k": config.k},
             **placement.ray_options(),
         )
     if config.kind is SamplerKind.OPENAI:
-        from cluster.samplers.openai_http import OpenAISampleStage
+        from cluster.samplers.openai_http import sample as openai_sample
 
         return ds.map_batches(
-            OpenAISampleStage,
+            openai_sample,
             fn_constructor_kwargs={"config": config, "job_id": job_id},
             **placement.ray_options(),
         )

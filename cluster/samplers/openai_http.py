@@ -256,3 +256,7 @@ class OpenAISampleStage:
         if not self._loop.is_closed():
             self._loop.run_until_complete(self._sampler.aclose())
             self._loop.close()
+
+
+class sample(OpenAISampleStage):
+    """``OpenAISampleStage`` as the dashboard shows it: ``MapBatches(sample)``."""

@@ -54,20 +54,28 @@ OPENAI = {"kind": "openai", "model": "m", "base_url": "http://x/v1", "k": 10}
 VLLM = {"kind": "vllm", "model": "m", "tensor_parallel_size": 2, "concurrency": 3, "batch_size": 32}
 
 
+def plain(options: dict) -> dict:
+    """Ray options with the compute strategy as (min actors, max actors), comparable."""
+    compute = options.pop("compute", None)
+    if compute is not None:
+        options["actors"] = (compute.min_size, compute.max_size)
+    return options
+
+
 def test_executors_ask_for_the_sandbox_resource_not_cpus_in_an_autoscaling_pool():
     execute = build_placement(spec(REPLAY, min_workers=2, max_workers=6)).execute
-    assert execute.ray_options() == {
+    assert plain(execute.ray_options()) == {
         "num_cpus": 0,
         "resources": {SANDBOX_RESOURCE: 1.0},
-        "concurrency": (2, 6),
+        "actors": (2, 6),
     }
 
 
 def test_the_http_sampler_is_one_light_actor_with_batches_sized_for_its_slots():
     placement = build_placement(spec(OPENAI))
-    assert placement.sample.ray_options() == {
+    assert plain(placement.sample.ray_options()) == {
         "num_cpus": OPENAI_ACTOR_CPUS,
-        "concurrency": 1,
+        "actors": (1, 1),
         "batch_size": 2,  # k = 10 separate: 20 requests a problem, 4 x 8 slots wanted
     }
     assert OPENAI_ACTOR_CPUS < 1
@@ -75,7 +83,7 @@ def test_the_http_sampler_is_one_light_actor_with_batches_sized_for_its_slots():
 
 def test_the_vllm_sampler_asks_for_the_gpus_of_one_engine_replica():
     options = build_placement(spec(VLLM)).sample.ray_options()
-    assert options == {"num_cpus": 0, "num_gpus": 2, "concurrency": 3, "batch_size": 32}
+    assert plain(options) == {"num_cpus": 0, "num_gpus": 2, "actors": (3, 3), "batch_size": 32}
 
 
 def test_replay_parse_and_rank_are_plain_one_cpu_tasks():
@@ -89,11 +97,11 @@ def test_ray_options_leave_out_what_is_not_set_so_ray_keeps_its_defaults():
     full = StagePlacement(
         num_cpus=0.5, num_gpus=1, resources={"x": 2.0}, concurrency=4, batch_size=8
     )
-    assert full.ray_options() == {
+    assert plain(full.ray_options()) == {
         "num_cpus": 0.5,
         "num_gpus": 1,
         "resources": {"x": 2.0},
-        "concurrency": 4,
+        "actors": (4, 4),
         "batch_size": 8,
     }
 
