@@ -89,10 +89,17 @@ def test_quickstart_lifecycle(service: Service, ray_head: str) -> None:
     assert info.status == "SUCCEEDED"
     assert job["dashboard_url"] == f"{ray_head}/#/jobs/{job_id}"
 
-    status = _cli(service, "status", job_id)
+    status = _cli(service, "status", job_id, "--json")
     assert json.loads(status.stdout)["state"] == "succeeded"
-    listed = _cli(service, "jobs")
-    assert job_id in listed.stdout and "succeeded" in listed.stdout
+    summary = _cli(service, "status", job_id).stdout
+    assert "state      succeeded" in summary
+    assert "ranked     [####################]  30/30" in summary
+    assert f"dashboard  {ray_head}/#/jobs/{job_id}" in summary
+    watched = _cli(service, "status", job_id, "--watch")
+    assert watched.returncode == 0, watched.stdout + watched.stderr
+    listed = _cli(service, "jobs").stdout.splitlines()
+    assert listed[0].split() == ["ID", "STATE", "RANKED", "CREATED", "NAME"]
+    assert listed[1].split()[:3] == [job_id, "succeeded", "30/30"]
     with service.client() as client:
         metrics = client.get("/metrics").text
     assert f"pairforge_pairs_written_total {float(pair_rows)}" in metrics
