@@ -1,7 +1,8 @@
 """Shared test fixtures and guards.
 
 Tiers by directory: ``tests/unit`` is pure and fast, ``tests/integration`` uses a real
-Docker engine, a real local Ray and real loopback HTTP, ``tests/gpu`` needs vLLM and a GPU.
+Docker engine, a real local Ray and real loopback HTTP, ``tests/gpu`` needs vLLM and a GPU,
+``tests/live`` samples from the bundled model (the ``local-llm`` extra) served on loopback.
 Markers are added from the path so nobody forgets them. A missing capability skips with a
 reason; it never fails silently and never passes vacuously.
 """
@@ -28,6 +29,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.integration)
         if "gpu" in parts:
             item.add_marker(pytest.mark.gpu)
+        if "live" in parts:
+            item.add_marker(pytest.mark.live)
 
 
 def docker_engine_available() -> bool:
