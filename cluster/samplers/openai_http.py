@@ -5,7 +5,13 @@
 is retried alone. Requests run concurrently, at most ``max_concurrency`` at a time per
 sampler instance (one per Ray actor); 429, 5xx, timeouts and connection errors are retried
 with exponential backoff and jitter, waiting at least what ``Retry-After`` asks. A sample
-that still fails is listed in the row's ``sampler_errors`` (counted, never dropped).
+that still fails is listed in the row's ``sampler_errors`` (counted, never dropped); so is
+one the server refuses outright (a prompt longer than its context window answers 400).
+
+Completion-style prompts sent to ``/v1/completions`` carry the parser's stop sequences
+(``stop_sequences``), so the server stops where the parser would cut anyway instead of
+spending ``max_tokens`` on text that is thrown away. ``vllm serve`` and llama.cpp's server
+take any number of them; OpenAI's own API takes at most four.
 
 The API key is read from the environment variable the spec names (``api_key_env``) in the
 process that sends the requests, and is never logged; on Ray, pass it to the actors with
@@ -26,8 +32,10 @@ from typing import Any
 import httpx
 
 from pipeline.config import SamplerConfig
+from pipeline.parsing import STOP_SEQUENCES, TEST_STOP_TOKENS
 from pipeline.problem_state import ProblemState
-from pipeline.sampling import SampleRequest, SampleResult, assemble, plan_requests
+from pipeline.records import Problem, PromptStyle
+from pipeline.sampling import SampleRequest, SampleResult, SampleRole, assemble, plan_requests
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +65,24 @@ def _retry_after_s(response: httpx.Response) -> float | None:
 def _snippet(response: httpx.Response) -> str:
     text = response.text.strip().replace("\n", " ")
     return text if len(text) <= _ERROR_BODY_CHARS else text[: _ERROR_BODY_CHARS - 3] + "..."
+
+
+def stop_sequences(problem: Problem, role: SampleRole, endpoint: str) -> tuple[str, ...]:
+    """Where the server should stop one sample of ``problem``: none for chat answers.
+
+    A completion-style code sample continues a function body and ends at the next top-level
+    statement (``pipeline.parsing.STOP_SEQUENCES``, where ``truncate_completion`` cuts); a
+    test sample continues an ``assert`` line and ends at CodeT's test stop tokens. A joint
+    continuation writes its tests after the function, so it must run on past them, and an
+    instruction-style answer (fenced blocks, prose) is never cut by the server.
+    """
+    if endpoint != "completions" or problem.style is not PromptStyle.COMPLETION:
+        return ()
+    if role is SampleRole.CODE:
+        return STOP_SEQUENCES
+    if role is SampleRole.TEST:
+        return TEST_STOP_TOKENS
+    return ()
 
 
 class _Fatal(Exception):
@@ -130,8 +156,8 @@ class OpenAISampler:
         self._client = None
         self._slots = None
 
-    def request_body(self, request: SampleRequest) -> dict[str, Any]:
-        """The JSON body of one sample's request."""
+    def request_body(self, request: SampleRequest, stop: Sequence[str] = ()) -> dict[str, Any]:
+        """The JSON body of one sample's request (``stop`` only when there are any)."""
         cfg = self._config
         body: dict[str, Any] = {
             "model": cfg.model,
@@ -145,6 +171,8 @@ class OpenAISampler:
             body["messages"] = [{"role": "user", "content": request.prompt}]
         else:
             body["prompt"] = request.prompt
+        if stop:
+            body["stop"] = list(stop)
         return body
 
     def _text_of(self, response: httpx.Response) -> str:
@@ -170,10 +198,10 @@ class OpenAISampler:
             delay = max(delay, min(retry_after, self._retry_after_max_s))
         return delay
 
-    async def request(self, request: SampleRequest) -> SampleResult:
+    async def request(self, request: SampleRequest, stop: Sequence[str] = ()) -> SampleResult:
         """One sample, retried on 429, 5xx, timeouts and connection errors."""
         client, slots = self._client_and_slots()
-        body = self.request_body(request)
+        body = self.request_body(request, stop)
         attempts = self._config.max_retries + 1
         last_error = ""
         for attempt in range(attempts):
@@ -211,7 +239,10 @@ class OpenAISampler:
     async def sample(self, state: ProblemState) -> ProblemState:
         """All samples of one problem, added to its state."""
         requests = plan_requests(state.problem, self._config, self._job_id)
-        results = await asyncio.gather(*(self.request(r) for r in requests))
+        endpoint = self._config.endpoint
+        results = await asyncio.gather(
+            *(self.request(r, stop_sequences(state.problem, r.role, endpoint)) for r in requests)
+        )
         sampled = assemble(
             state, self._config, results, continuation=self._config.endpoint == "completions"
         )

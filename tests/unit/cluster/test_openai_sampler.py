@@ -16,11 +16,12 @@ import httpx
 import numpy as np
 import pytest
 
-from cluster.samplers.openai_http import OpenAISampler, OpenAISampleStage
+from cluster.samplers.openai_http import OpenAISampler, OpenAISampleStage, stop_sequences
 from pipeline import prompts
 from pipeline.config import SamplerConfig
+from pipeline.parsing import STOP_SEQUENCES, TEST_STOP_TOKENS, truncate_completion
 from pipeline.problem_state import ProblemState
-from pipeline.records import Problem
+from pipeline.records import Problem, PromptStyle
 from pipeline.sampling import SampleRequest, SampleRole
 
 PROBLEM = Problem(problem_id="P/1", prompt="def inc(x):\n", entry_point="inc")
@@ -167,6 +168,70 @@ def test_sample_runs_k_code_and_k_test_requests_and_prefixes_the_tests():
     assert state.code_completions == ["    return x+1\n"] * 3
     assert state.test_completions == ["assert inc(1) == 2\n"] * 3
     assert state.sampler_errors == []
+
+
+def _bodies_by_role(
+    sampler: OpenAISampler, problem: Problem, seen: list[dict[str, Any]]
+) -> dict[str, list[dict[str, Any]]]:
+    asyncio.run(sampler.sample(ProblemState(index=0, problem=problem)))
+    # In completion style the code and the joint prompt are both the problem's prompt.
+    roles = (
+        {prompts.joint_prompt(problem): "joint"}
+        if sampler._config.prompt_mode == "joint"
+        else {prompts.code_prompt(problem): "code", prompts.test_prompt(problem): "test"}
+    )
+    by_role: dict[str, list[dict[str, Any]]] = {}
+    for body in seen:
+        prompt = body["messages"][0]["content"] if "messages" in body else body["prompt"]
+        role = roles[prompt]
+        by_role.setdefault(role, []).append(body)
+    return by_role
+
+
+def _recording_handler(seen: list[dict[str, Any]], answer: dict[str, Any]):
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(json.loads(request.content))
+        return httpx.Response(200, json={"choices": [answer]})
+
+    return handler
+
+
+def test_completion_style_requests_carry_the_parsers_stop_sequences():
+    seen: list[dict[str, Any]] = []
+    sampler = _sampler(_recording_handler(seen, {"text": "    return x+1\n"}), k=2)
+    by_role = _bodies_by_role(sampler, PROBLEM, seen)
+    assert [b["stop"] for b in by_role["code"]] == [list(STOP_SEQUENCES)] * 2
+    assert [b["stop"] for b in by_role["test"]] == [list(TEST_STOP_TOKENS)] * 2
+
+
+def test_the_server_side_stop_cuts_where_the_parser_would():
+    # Every code stop sequence, placed after a body, ends the completion where the
+    # parser's own truncation does: the server saves the tokens, the candidate is the same.
+    body = "    return x + 1\n"
+    for stop in stop_sequences(PROBLEM, SampleRole.CODE, "completions"):
+        text = body + stop + "rest()\n"
+        assert truncate_completion(text) == text[: text.index(stop)] == body
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "style", "mode"),
+    [
+        ("chat", PromptStyle.INSTRUCTION, "joint"),
+        ("chat", PromptStyle.INSTRUCTION, "separate"),
+        ("chat", PromptStyle.COMPLETION, "separate"),
+        ("completions", PromptStyle.INSTRUCTION, "separate"),
+        # A joint continuation writes its tests after the function: no stop may cut them.
+        ("completions", PromptStyle.COMPLETION, "joint"),
+    ],
+)
+def test_answers_that_are_not_plain_continuations_carry_no_stop(endpoint, style, mode):
+    seen: list[dict[str, Any]] = []
+    answer = {"message": {"content": "x"}} if endpoint == "chat" else {"text": "x"}
+    sampler = _sampler(_recording_handler(seen, answer), endpoint=endpoint, prompt_mode=mode)
+    problem = PROBLEM.model_copy(update={"style": style})
+    by_role = _bodies_by_role(sampler, problem, seen)
+    assert sum(map(len, by_role.values())) == (1 if mode == "joint" else 2)
+    assert all("stop" not in b for bodies in by_role.values() for b in bodies)
 
 
 def test_chat_answers_are_kept_as_the_model_wrote_them():
