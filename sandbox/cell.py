@@ -12,13 +12,13 @@ socket (``FD``), in ``sandbox.wire`` messages::
     ["run", source]   (fallback tests only)      ["token?"] ... ["ran", token] | ["raised", ...]
     ["token", token]
 
-An ``eval`` starts at a name of the program (``["n", name]``) or at an object it returned
-earlier (``["h", handle]``), then applies attributes (``["a", name]``), calls (``["c",
-args, kwargs]``) and items (``["i", key]``). Objects that are not plain values stay here,
-in ``_Objects``, and travel as handles (see ``sandbox.wire``).
-
-and it writes ``["up"]`` first, once the runner has set it up, before any program code
-runs, so the judge can tell a broken set-up from a program that exits.
+It writes ``["up"]`` first, once the runner has set it up, before any program code runs,
+so the judge can tell a broken set-up from a program that exits. An ``eval`` starts at a
+name of the program (``["n", name]``) or at an object it returned earlier (``["h",
+handle]``), then applies attributes (``["a", name]``), calls (``["c", args, kwargs]``)
+and items (``["i", key]``). Objects that are not plain values stay here, in ``_Objects``,
+and travel as handles (see ``sandbox.wire``). The judge's messages come marshalled (or as
+JSON when they carry handles); a plain answer goes back as a marshalled value.
 
 A fallback test (one the judge cannot split) runs here, and only its ``["ran", token]``
 says it returned: the token is asked for after the test's code returned, so it is not in

@@ -17,16 +17,23 @@ reach: every cell gets /dev/null as stdin, stdout and stderr)::
 Who may say ``passed`` (issue 9): the code under test never shares an address space with
 anything that can vouch for a result. Four kinds of process run here:
 
-- the runner (this process, PID 1, root): reads requests, plans each test
-  (``sandbox.split``), starts the others, kills and cleans up, and answers the host;
+- the runner (this process, PID 1, root): reads requests, hands them to the judge,
+  starts the cell processes, kills and cleans up, and answers the host;
 - the template: forked at start-up, before any request was read, so it has never held a
   program or a test. It forks every cell process, and so no cell can find an earlier
   request's text (or this one's tests) in the memory it inherits;
 - cell processes (``sandbox.cell``, the container's cell uid, under rlimits): run the
   program and answer questions about it; they decide nothing;
-- the judge (``sandbox.judge``, one per request, a uid of its own, so no cell can signal,
-  trace or read it): evaluates each split test itself, asking the cell only for the values
-  of the program's expressions, and reports the outcomes to the runner.
+- the judge (``sandbox.judge``, one per container, restarted after a test it could not
+  finish; a uid of its own, so no cell can signal, trace or read it): plans each test
+  (``sandbox.split``), evaluates each split test itself, asking the cell only for the
+  values of the program's expressions, and reports the outcomes to the runner.
+
+Each test costs a fork of the template, the cell's set-up, the program's run and one
+exchange per expression of the program's in the test: about 1.2x the CPU of running
+``program + test`` in one forked process (``benchmarks/sandbox_throughput.py``). Every
+page a forked process writes to is a copy-on-write fault, so the cell side is written to
+touch as few objects as it can (one marshal call per answer, fixed messages made once).
 
 A test that cannot be split (not a single assert over plain expressions) runs inside the
 cell process, whose report the judge accepts only as the answer to a token it hands out
@@ -255,14 +262,20 @@ def _judge_main(control: socket.socket, requests: int, devnull: int,
     try:
         os.setsid()
         _oom_score(b"500")
-        # No processes (RLIMIT_NPROC 0) and no files; memory is the container's (the
-        # judge outlives requests, whose cell limits differ), time the runner's deadline.
-        for kind, value in (
+        # No processes (RLIMIT_NPROC 0) and no files. Memory: the container's (the judge
+        # outlives requests, whose cell limits may differ), so that a test that builds a
+        # huge value gets a MemoryError rather than the OOM killer; time: the runner's
+        # deadline.
+        limits = [
             (resource.RLIMIT_NPROC, (0, 0)),
             (resource.RLIMIT_FSIZE, (0, 0)),
             (resource.RLIMIT_NOFILE, (16, 16)),
             (resource.RLIMIT_CORE, (0, 0)),
-        ):
+        ]
+        memory = _container_memory()
+        if memory is not None:
+            limits.append((resource.RLIMIT_AS, (memory, memory)))
+        for kind, value in limits:
             resource.setrlimit(kind, value)
         for fd in (0, 1, 2):
             os.dup2(devnull, fd)
@@ -577,6 +590,20 @@ class Runner:
             if key == b"oom_kill":
                 return int(value)
         return 0
+
+
+def _container_memory() -> int | None:
+    """The container's memory limit in bytes (cgroup v2, else v1), or None if unlimited."""
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            with open(path) as handle:
+                text = handle.read().strip()
+        except OSError:
+            continue
+        if text.isdigit() and int(text) < 1 << 50:  # v1 says "unlimited" with a huge number
+            return int(text)
+        return None
+    return None
 
 
 def _open_oom_events() -> int:

@@ -17,7 +17,7 @@ import pytest
 from sandbox.docker_backend import CELL_UIDS, WarmContainer
 from sandbox.limits import PoolConfig, SandboxLimits
 from sandbox.pool import ContainerPool
-from sandbox.types import CellStatus, ExecutionRequest, Isolation
+from sandbox.types import CellMode, CellStatus, ExecutionRequest, Isolation
 from tests.conftest import SANDBOX_IMAGE, requires_sandbox_image
 
 pytestmark = [requires_sandbox_image, pytest.mark.docker]
@@ -84,6 +84,24 @@ def test_each_status_is_reported(pool: ContainerPool) -> None:
     assert result.details[2].startswith("TypeError")
     assert result.details[4] == "MemoryError"
     assert result.details[5].startswith("SyntaxError")
+
+
+def test_tests_that_exhaust_the_judge_are_theirs_to_answer_for(pool: ContainerPool) -> None:
+    # Split tests evaluate their own parts in the judge: a huge value there is the test's
+    # MemoryError, and endless arithmetic its timeout; the judge is replaced, nothing else.
+    result = run(
+        pool,
+        [
+            "assert inc(1) == [0] * 10 ** 10",
+            "assert inc(1) == 9 ** 9 ** 9",
+            NORMAL,
+            "assert inc(1) == [0] * 10 ** 10",
+            NORMAL,
+        ],
+    )
+    assert result.statuses == [MEMORY, TIMEOUT, PASSED, MEMORY, PASSED], result.details
+    assert result.modes == [CellMode.SPLIT] * 5
+    assert result.attempts == 1
 
 
 def test_program_errors_fail_every_test(pool: ContainerPool) -> None:
