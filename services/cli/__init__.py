@@ -5,6 +5,7 @@
     pairforge image                                  build the sandbox image
     pairforge serve                                  start the HTTP job service
     pairforge submit job.yaml                        submit a job to the service
+    pairforge model serve                            serve the bundled model (live sampling)
 
 Each subcommand module has ``register(subparsers)`` and keeps heavy imports (Ray, Docker,
 uvicorn) inside the function that runs it, so ``pairforge --help`` stays fast.
@@ -19,7 +20,7 @@ import sys
 from collections.abc import Sequence
 
 # Modules under services.cli, each exposing register(subparsers) -> None.
-_SUBCOMMAND_MODULES: tuple[str, ...] = ("build", "serve", "client", "matrix", "image")
+_SUBCOMMAND_MODULES: tuple[str, ...] = ("build", "serve", "client", "matrix", "image", "model")
 
 
 def make_parser() -> argparse.ArgumentParser:
