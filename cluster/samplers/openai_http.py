@@ -237,7 +237,13 @@ class OpenAISampler:
         )
 
     async def sample(self, state: ProblemState) -> ProblemState:
-        """All samples of one problem, added to its state."""
+        """All samples of one problem, added to its state, with the wall time they took.
+
+        The time (``timings["sample"]``) runs from the first request to the last answer,
+        waits for a free request slot included: it is the problem's latency, not the
+        server's time spent on it alone.
+        """
+        started = time.perf_counter()
         requests = plan_requests(state.problem, self._config, self._job_id)
         endpoint = self._config.endpoint
         results = await asyncio.gather(
@@ -245,6 +251,9 @@ class OpenAISampler:
         )
         sampled = assemble(
             state, self._config, results, continuation=self._config.endpoint == "completions"
+        )
+        sampled = sampled.model_copy(
+            update={"timings": {**sampled.timings, "sample": time.perf_counter() - started}}
         )
         if sampled.sampler_errors:
             logger.warning(

@@ -168,6 +168,20 @@ def test_sample_runs_k_code_and_k_test_requests_and_prefixes_the_tests():
     assert state.code_completions == ["    return x+1\n"] * 3
     assert state.test_completions == ["assert inc(1) == 2\n"] * 3
     assert state.sampler_errors == []
+    assert state.timings["sample"] > 0
+
+
+def test_the_sample_time_covers_the_slowest_request():
+    async def slow(request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(0.2)
+        return httpx.Response(200, json={"choices": [{"text": "    return x+1\n"}]})
+
+    sampler = OpenAISampler(_config(k=2), "job", api_key="", transport=httpx.MockTransport(slow))
+    state = ProblemState(index=0, problem=PROBLEM, timings={"read": 0.5})
+    sampled = asyncio.run(sampler.sample(state))
+    # Four concurrent requests of 0.2 s: about 0.2 s, and the earlier stage's time is kept.
+    assert 0.2 <= sampled.timings["sample"] < 0.8
+    assert sampled.timings["read"] == 0.5
 
 
 def _bodies_by_role(
@@ -295,7 +309,9 @@ def test_the_ray_stage_maps_a_batch_of_states_to_the_same_states_sampled():
     assert list(out) == ["state"]
     assert [s.index for s in out["state"]] == [3, 4]
     assert all(s.code_completions == ["    return 0\n"] * 2 for s in out["state"])
-    assert out["state"] == again["state"]
+    # The same samples again; only the measured sample time differs.
+    untimed = [[s.model_copy(update={"timings": {}}) for s in b["state"]] for b in (out, again)]
+    assert untimed[0] == untimed[1]
     assert len(calls) == 2 * 2 * 2 * 2  # two calls x two problems x (2 code + 2 test)
 
 
