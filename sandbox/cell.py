@@ -6,11 +6,16 @@ of it. That is why it decides no outcome. It only answers what the judge asks, o
 socket (``FD``), in ``sandbox.wire`` messages::
 
     judge -> cell                                cell -> judge
-    (code frame: the compiled program)           ["ready"] | ["raised", status, detail]
+                                                 ["up"]
+    (code frame: the compiled program)           nothing | ["unloaded", status, detail]
     ["load", source, final]                      the same (final: see "run")
+    ["sync"]                                     ["ready"]
     ["eval", [["n", "f"], ["c", [1], {}]]]       ["ok", value] | ["raised", status, detail]
     ["run", source]   (fallback tests only)      ["token?"] ... ["ran", token] | ["raised", ...]
     ["token", token]
+
+A program that loads says nothing (the judge sends its first question without waiting:
+one exchange fewer per test); one that fails says ``unloaded`` before anything else.
 
 It writes ``["up"]`` first, once the runner has set it up, before any program code runs,
 so the judge can tell a broken set-up from a program that exits. An ``eval`` starts at a
@@ -85,6 +90,8 @@ def serve() -> NoReturn:
             _evaluate(namespace, objects, message[1])
         elif op == "load":
             _run(namespace, message[1], final=bool(message[2]))
+        elif op == "sync":
+            wire.write_all(FD, wire.READY)
         elif op == "run":
             _run(namespace, message[1], final=True)
         else:
@@ -98,10 +105,9 @@ def _run(namespace: dict[str, Any], code: Any, final: bool) -> None:
             code = compile(code, "<cell>", "exec", dont_inherit=True)
         exec(code, namespace)
     except BaseException as exc:
-        wire.send(FD, ["raised", *describe_exception(exc)])
+        wire.send(FD, ["raised" if final else "unloaded", *describe_exception(exc)])
         return
     if not final:
-        wire.write_all(FD, wire.READY)
         return
     wire.write_all(FD, wire.TOKEN_PLEASE)
     frame = wire.read_frame(FD)

@@ -147,6 +147,15 @@ class _Lost(BaseException):
     """The cell's process ended (or closed its pipe) before answering."""
 
 
+class _Unloaded(BaseException):
+    """The program itself failed (while loading): every test of its cell has its outcome."""
+
+    def __init__(self, status: str, detail: str) -> None:
+        super().__init__(status, detail)
+        self.status = status
+        self.detail = detail
+
+
 class _Raised(BaseException):
     """The program raised; carries the status and detail its process reported."""
 
@@ -205,6 +214,8 @@ class _Channel:
 
     def __init__(self, fd: int) -> None:
         self.fd = fd
+        self.loaded = False
+        """Whether the program is known to have loaded (it says so only when it fails)."""
 
     def keep(self, value: Any) -> dict[str, Any]:
         """Encode one of this cell's objects as its handle (nothing else can cross)."""
@@ -258,6 +269,25 @@ class _Channel:
             raise _Lost
         return message
 
+    def answer(self) -> list[Any]:
+        """The cell's next answer; any answer at all means the program loaded.
+
+        Raises:
+            _Unloaded: the program failed to load (its status is every test's).
+        """
+        message = self.receive()
+        if message[0] == "unloaded":
+            raise _Unloaded(*self.outcome(["raised", *message[1:]]))
+        self.loaded = True
+        return message
+
+    def sync(self) -> None:
+        """Make sure the program loaded (a test that asked the cell nothing cannot tell)."""
+        if not self.loaded:
+            self.send(["sync"])
+            if self.answer() != ["ready"]:
+                raise _Raised(ERROR, "the program's process answered out of protocol")
+
     def outcome(self, message: list[Any]) -> tuple[str, str]:
         """The status a ``["raised", ...]`` message stands for (any other: an error)."""
         if (
@@ -285,7 +315,7 @@ class _Channel:
                 wire.send(self.fd, ["eval", encoded])  # already plain: tags as they are
             except OSError as exc:
                 raise _Lost from exc
-        reply = self.receive()
+        reply = self.answer()
         if len(reply) == 2 and reply[0] == "ok":
             return reply[1]
         raise _Raised(*self.outcome(reply))
@@ -365,15 +395,12 @@ def _judge_cell(job: Job, indexes: list[int], channel: _Channel, report: Report)
             status, detail = _fallback_outcome(channel)
             report({"index": current, "status": status, "detail": detail})
             return
-        loaded = channel.receive()
-        if loaded != ["ready"]:
-            status, detail = channel.outcome(loaded)
-            for index in indexes:  # the program failed: so does every test
-                report({"index": index, "status": status, "detail": detail})
-            return
         for current in indexes:
             status, detail = _decide(job, current, channel)
             report({"index": current, "status": status, "detail": detail})
+    except _Unloaded as failed:
+        for index in indexes[indexes.index(current) :]:  # the program failed: so does each
+            report({"index": index, "status": failed.status, "detail": failed.detail})
     except _Lost:
         report({"index": current, "lost": True})
 
@@ -388,11 +415,17 @@ def _decide(job: Job, index: int, channel: _Channel) -> tuple[str, str]:
         exec(plan, namespace)
     except _Raised as raised:
         return raised.status, raised.detail
-    except _Lost:
+    except (_Lost, _Unloaded):
         raise
     except BaseException as exc:
-        return describe_exception(exc)
-    return PASSED, ""
+        outcome = describe_exception(exc)
+    else:
+        outcome = PASSED, ""
+    try:
+        channel.sync()  # a program that failed to load fails the test, whatever it asked
+    except _Raised as raised:
+        return raised.status, raised.detail
+    return outcome
 
 
 def _fallback_outcome(channel: _Channel) -> tuple[str, str]:
@@ -401,7 +434,7 @@ def _fallback_outcome(channel: _Channel) -> tuple[str, str]:
     handed = 0
     while True:
         try:
-            message = channel.receive()
+            message = channel.answer()
         except _Raised as raised:
             return raised.status, raised.detail
         if message == ["token?"]:
