@@ -37,6 +37,7 @@ from cluster.progress import (
 from cluster.runtime import connect, sandbox_slots_available
 from cluster.shard_store import ShardStore, counts_of
 from cluster.sources import iter_records, scan_source
+from cluster.synthesis import materialize_source
 from cluster.work_units import check_done_units, finished_units, pending_windows
 from pipeline.config import JobSpec
 from pipeline.errors import ConfigError, PairforgeError, SandboxUnavailable
@@ -100,6 +101,7 @@ def run_build(
     if finished is not None:
         return _already_built(finished, spec)
     try:
+        spec = materialize_source(spec)  # source.synthesize: the problems are written first
         problems_total = scan_source(
             spec.source, spec.sampler.kind, max_row_bytes=limits.max_row_bytes
         )

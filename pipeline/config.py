@@ -29,13 +29,74 @@ class _Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+class SynthesizeConfig(_Section):
+    """Problems written by a model from Python source (ALGORITHMS.md §1.1).
+
+    Top-level public functions of the source files seed one request each; the answers are
+    checked, decontaminated and deduplicated (``pipeline.synthesis``).
+    """
+
+    source: str = Field(
+        min_length=1,
+        description="Python files to draw functions from: a directory (searched "
+        "recursively), a glob (`src/**/*.py`) or one file, on the machine that runs the build. "
+        "Test files are skipped.",
+    )
+    base_url: str = Field(
+        min_length=1,
+        description="Base URL of the OpenAI-compatible API that writes the problems "
+        "(`http://127.0.0.1:8080/v1`).",
+    )
+    model: str = Field(min_length=1, description="Model name the endpoint serves.")
+    endpoint: Literal["chat", "completions"] = Field(
+        default="chat", description="Which OpenAI endpoint to call."
+    )
+    api_key_env: str = Field(
+        default="OPENAI_API_KEY",
+        description="Environment variable that holds the API key (never the key itself).",
+    )
+    limit: int | None = Field(
+        default=None,
+        ge=1,
+        description="Ask the model about at most this many functions (the first in path "
+        "order); every one is a request.",
+    )
+    decontaminate: str | None = Field(
+        default=None,
+        min_length=1,
+        description="JSONL file of benchmark prompts (a `prompt` field per row, as HumanEval "
+        "ships it): a local path or pyarrow URI. Problems whose word 8-grams overlap one of "
+        "them by 30% or more are dropped.",
+    )
+    dedup_threshold: float = Field(
+        default=0.8,
+        ge=0.5,
+        le=1.0,
+        description="Two problems whose prompts share this Jaccard fraction of word 5-grams "
+        "are near-duplicates; only the first is kept.",
+    )
+    max_tokens: int = Field(default=512, ge=1, description="Tokens per answer.")
+    temperature: float = Field(default=0.7, ge=0.0, le=5.0, description="Sampling temperature.")
+    seed: int = Field(default=0, description="Base seed; per-request seeds derive from it.")
+    max_concurrency: int = Field(default=4, ge=1, description="Requests in flight at once.")
+    max_retries: int = Field(default=3, ge=0, description="Retries on 429, 5xx and timeouts.")
+    request_timeout_s: float = Field(default=120.0, gt=0, description="Per-request timeout.")
+
+
 class SourceConfig(_Section):
-    """Where the problems come from."""
+    """Where the problems come from: a file of problems, or problems synthesised first."""
 
     path: str = Field(
-        min_length=1,
+        default="",
         description="JSONL or Parquet file of problems or replay rows: a local path or any "
-        "pyarrow filesystem URI (`s3://...`, `gs://...`, `file://...`).",
+        "pyarrow filesystem URI (`s3://...`, `gs://...`, `file://...`). With `synthesize`, "
+        "leave it out: the build writes `<output.uri>/synthesized/problems.jsonl` and reads "
+        "that.",
+    )
+    synthesize: SynthesizeConfig | None = Field(
+        default=None,
+        description="Synthesise the problems from Python source with a model before the "
+        "build, then build from them.",
     )
     format: Literal["auto", "jsonl", "parquet"] = Field(
         default="auto", description="File format; `auto` decides by the file extension."
@@ -43,6 +104,17 @@ class SourceConfig(_Section):
     limit: int | None = Field(
         default=None, ge=1, description="Read at most this many problems (for trial runs)."
     )
+
+    @model_validator(mode="after")
+    def _has_problems(self) -> SourceConfig:
+        if not self.path and self.synthesize is None:
+            raise ValueError(
+                "source needs `path` (a file of problems) or `synthesize` (problems written "
+                "by a model from Python source)"
+            )
+        if self.synthesize is not None and self.format == "parquet":
+            raise ValueError("synthesized problems are written as JSONL; remove `format`")
+        return self
 
 
 class SamplerKind(StrEnum):
@@ -224,6 +296,15 @@ class JobSpec(_Section):
     pairs: PairsConfig = Field(default_factory=PairsConfig, description="Pair selection.")
     output: OutputConfig = Field(description="Where shards and the manifest go.")
     handoff: HandoffConfig | None = Field(default=None, description="Optional training hand-off.")
+
+    @model_validator(mode="after")
+    def _synthesized_problems_are_sampled(self) -> JobSpec:
+        if self.source.synthesize is not None and self.sampler.kind is SamplerKind.REPLAY:
+            raise ValueError(
+                "source.synthesize writes new problems, which have no recorded completions to "
+                "replay; use sampler kind `openai` or `vllm`"
+            )
+        return self
 
 
 def parse_job_spec(data: object) -> JobSpec:

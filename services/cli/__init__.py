@@ -6,6 +6,7 @@
     pairforge serve                                  start the HTTP job service
     pairforge submit job.yaml                        submit a job to the service
     pairforge model serve                            serve the bundled model (live sampling)
+    pairforge synthesize SRC --out problems.jsonl    write problems from Python source
 
 Each subcommand module has ``register(subparsers)`` and keeps heavy imports (Ray, Docker,
 uvicorn) inside the function that runs it, so ``pairforge --help`` stays fast.
@@ -20,7 +21,15 @@ import sys
 from collections.abc import Sequence
 
 # Modules under services.cli, each exposing register(subparsers) -> None.
-_SUBCOMMAND_MODULES: tuple[str, ...] = ("build", "serve", "client", "matrix", "image", "model")
+_SUBCOMMAND_MODULES: tuple[str, ...] = (
+    "build",
+    "serve",
+    "client",
+    "matrix",
+    "image",
+    "model",
+    "synthesize",
+)
 
 
 def make_parser() -> argparse.ArgumentParser:
