@@ -14,18 +14,17 @@ boundary, onto ``ClusterUnavailable`` (an ``InfrastructureError``).
 from __future__ import annotations
 
 import logging
-import os
 import re
 import shlex
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any, TypeVar
 
 from ray.exceptions import RayError
 from ray.job_submission import JobStatus, JobSubmissionClient
 
+from cluster.local_ray import read_auth_token
 from pipeline.errors import ClusterUnavailable
 from pipeline.ports import JobState, RemoteStatus
 
@@ -54,18 +53,12 @@ def default_build_command() -> list[str]:
 def ray_auth_token() -> str | None:
     """The Ray cluster token, found where the Ray CLI looks for it, or None.
 
-    Ray >= 2.5x enables token authentication for ``ray start`` by default and writes the
-    token to ``~/.ray/auth_token``, but its job SDK only sends it when ``RAY_AUTH_MODE=token``
-    is set in the client's environment; sending it ourselves works either way.
+    Ray 2.60 turns token authentication on for ``ray start`` whenever a token exists (and
+    ``pairforge serve`` always starts its head with one), but its job SDK only sends the
+    token when ``RAY_AUTH_MODE=token`` is set in the client's environment; sending it
+    ourselves works either way.
     """
-    token = os.environ.get("RAY_AUTH_TOKEN", "").strip()
-    if token:
-        return token
-    path = Path(os.environ.get("RAY_AUTH_TOKEN_PATH", Path.home() / ".ray" / "auth_token"))
-    try:
-        return path.read_text(encoding="utf-8").strip() or None
-    except OSError:
-        return None
+    return read_auth_token()
 
 
 class RayJobLauncher:

@@ -8,6 +8,7 @@ reads the environment at import time.
     PAIRFORGE_OUTPUT_ROOT=./runs                      jobs may only write under this directory
     PAIRFORGE_INPUT_ROOTS=./data:/srv/problems        jobs may only read under these
     PAIRFORGE_RAY_ADDRESS=http://127.0.0.1:8265       Ray dashboard (job API) address
+    PAIRFORGE_LOCAL_RAY_PORT=6379                     the local head `pairforge serve` starts
     PAIRFORGE_MAX_MEMORY_MB=4096 ...                  the job limits (``JobLimits``)
 """
 
@@ -55,6 +56,25 @@ class Settings(LimitSettings):
     ray_dashboard_url: str | None = Field(
         default=None,
         description="Public base URL of the Ray dashboard for job links (default: ray_address).",
+    )
+    local_ray_port: int = Field(
+        default=6379,
+        ge=1,
+        le=65535,
+        description="GCS port of the local Ray head `pairforge serve` starts when "
+        "ray_address is unset (and that `pairforge serve --stop-ray` stops).",
+    )
+    local_ray_dashboard_port: int = Field(
+        default=8265,
+        ge=1,
+        le=65535,
+        description="Dashboard port of that local head, bound to 127.0.0.1; a dashboard "
+        "already answering there is reused.",
+    )
+    local_ray_args: str = Field(
+        default="",
+        description="More `ray start --head` arguments for that head, split like a shell "
+        "line (`--num-cpus 8`).",
     )
     build_command: str | None = Field(
         default=None,
