@@ -93,6 +93,8 @@ WIPE_LIMIT_S = 5.0
 REAP_LIMIT_S = 5.0
 # How long the judge may take to compile and plan one request (a bound, not a budget).
 PLAN_LIMIT_S = 60.0
+# How long a judge cut off mid-test may take to notice that its cell was killed.
+JUDGE_GRACE_S = 0.05
 ANSWER_BYTES = 1 << 16
 EXIT_REPORT = struct.Struct("=ii")
 """The template's report of a cell process's end: its pid and wait status."""
@@ -450,8 +452,9 @@ class Runner:
                     ended = "lost" if message.get("lost") else "unset"
         self._kill_cells()
         judge_status: int | None = None
-        if ended == "judge died" or timed_out or (over_budget and len(records) < len(indexes)):
-            judge_status = self._stop_judge()  # it may be mid-test: never reuse it then
+        cut_short = timed_out or (over_budget and len(records) < len(indexes))
+        if ended == "judge died" or (cut_short and not self._judge_settles(judge_peer, indexes)):
+            judge_status = self._stop_judge()  # it is mid-test: never reuse it then
         if cell_status is None:
             cell_status = self._cell_report(template, wait=True)
         oom = self._oom_rose()
@@ -466,6 +469,26 @@ class Runner:
         if over_budget:
             end = None
         return outcomes_of(indexes, records, end, over_budget)
+
+    def _judge_settles(self, judge_peer: _Peer, indexes: list[int]) -> bool:
+        """Whether a judge cut off mid-test finishes its order soon after its cell died.
+
+        Usually it was only waiting for the cell's answer: it then reports the cell lost
+        (or, by a hair, outcomes that came too late, which are dropped) and is ready for
+        the next order, which saves starting a judge (tens of milliseconds). One busy with
+        the test's own parts does not finish in time and is replaced.
+        """
+        deadline = time.monotonic() + JUDGE_GRACE_S
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not select.select([judge_peer.control], [], [], remaining)[0]:
+                return False
+            data = judge_peer.receive()
+            if not data:
+                return False
+            message = json.loads(data)
+            if "status" not in message or message["index"] == indexes[-1]:
+                return True  # lost, unset, or the order's last outcome: it is done
 
     def _cell_report(self, template: _Peer, wait: bool = False) -> int | None:
         """The wait status of the cell process the template reports next."""

@@ -331,3 +331,26 @@ def test_the_runner_refuses_an_unsafe_cell_uid(uid: str) -> None:
     )  # fmt: skip
     assert done.returncode == 2
     assert b"PAIRFORGE_CELL_UID must be a uid in" in done.stderr
+
+
+def test_a_judge_that_waited_on_a_timed_out_cell_is_kept() -> None:
+    # Restarting the judge costs tens of milliseconds; one that was only waiting for the
+    # killed cell's answer is ready for the next test at once. Cells can see its pid (the
+    # one process of the uid after theirs) and report it in their failure detail.
+    judge_pid = (
+        "import os\n"
+        "def uid(p):\n"
+        "    with open(f'/proc/{p}/status') as s:\n"
+        "        return next(int(l.split()[1]) for l in s if l.startswith('Uid:'))\n"
+        "pids = [p for p in os.listdir('/proc') if p.isdigit() and uid(p) == os.getuid() + 1]\n"
+        "assert False, pids"
+    )
+    config = PoolConfig(image=SANDBOX_IMAGE, workers=1, limits=SandboxLimits(memory_mb=256))
+    with ContainerPool(config) as pool:
+        before = pool.run(ExecutionRequest(program=PROGRAM, tests=[judge_pid]))
+        result = run(pool, ["while True:\n    pass", judge_pid, "assert inc(1) == 2 ** 10 ** 9"])
+    assert before.statuses == [FAILED] and result.statuses[:2] == [TIMEOUT, FAILED]
+    assert result.details[1] == before.details[0], "the judge was replaced after the timeout"
+    # A judge busy with the test's own parts at the deadline is replaced, and serves on.
+    assert result.statuses[2] is TIMEOUT
+    assert result.attempts == 1
