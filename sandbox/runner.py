@@ -30,10 +30,10 @@ anything that can vouch for a result. Four kinds of process run here:
   values of the program's expressions, and reports the outcomes to the runner.
 
 Each test costs a fork of the template, the cell's set-up, the program's run and one
-exchange per expression of the program's in the test: about 1.2x the CPU of running
-``program + test`` in one forked process (``benchmarks/sandbox_throughput.py``). Every
-page a forked process writes to is a copy-on-write fault, so the cell side is written to
-touch as few objects as it can (one marshal call per answer, fixed messages made once).
+exchange per expression of the program's in the test: about 1.3x the CPU of running
+``program + test`` in one process forked from the runner (measured on dev-k10). Every page
+a forked process writes to is a copy-on-write fault, so the cell side is written to touch
+as few objects as it can (one marshal call per answer, fixed messages made once).
 
 A test that cannot be split (not a single assert over plain expressions) runs inside the
 cell process, whose report the judge accepts only as the answer to a token it hands out
