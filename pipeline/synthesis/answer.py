@@ -32,6 +32,10 @@ parser (a 1 MB answer costs a length check, not a parse)."""
 MAX_PROMPT_CHARS = 4_000
 """Longest prompt kept (imports, signature, docstring): HumanEval's longest is 1 370."""
 
+_HEAD_TRIES = 3
+"""Parses of shorter heads of an answer that does not parse (each costs one ``ast.parse``
+of at most ``MAX_ANSWER_CHARS``)."""
+
 _SIGNATURE = re.compile(r"^[ \t]*(?:async[ \t]+)?def[ \t]+\w+[ \t]*\(", re.MULTILINE)
 _BUILTIN_NAMES = frozenset(dir(builtins))
 
@@ -46,7 +50,7 @@ class DropReason(StrEnum):
     NO_SIGNATURE = "no_signature"
     """The answer holds no ``def name(`` line at all."""
     SYNTAX_ERROR = "syntax_error"
-    """The answer's code does not parse."""
+    """The answer's code does not parse up to the end of the requested function's docstring."""
     WRONG_ENTRY_POINT = "wrong_entry_point"
     """No top-level function has the requested name."""
     NO_DOCSTRING = "no_docstring"
@@ -78,6 +82,31 @@ def _answer_code(text: str) -> str:
         return head
     fenced = extract_fenced_code(text)
     return fenced if fenced is not None else head
+
+
+def _parse_head(code: str) -> tuple[ast.Module, bool]:
+    """The code parsed, else its longest head of whole lines that parses, and whether that
+    is the whole code.
+
+    Only the signature and docstring are kept, so a body that breaks off (the answer ran
+    out of tokens) or does not parse (small models write one though asked not to) need not
+    cost the problem: the code is cut before the line a syntax error points at, up to
+    ``_HEAD_TRIES`` times. Nothing parses: an empty module.
+    """
+    lines = code.splitlines(keepends=True)
+    end = len(lines)
+    for _ in range(_HEAD_TRIES):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", SyntaxWarning)
+                return ast.parse("".join(lines[:end])), end == len(lines)
+        except SyntaxError as exc:
+            if exc.lineno is None or not 1 < exc.lineno <= end:
+                break
+            end = exc.lineno - 1
+        except ValueError:  # a NUL byte
+            break
+    return ast.Module(body=[], type_ignores=[]), False
 
 
 def _imported_names(node: ast.Import | ast.ImportFrom) -> set[str]:
@@ -145,17 +174,12 @@ def read_answer(text: str, seed: SeedFunction, *, model: str | None = None) -> P
     code = _answer_code(text)
     if not _SIGNATURE.search(code):
         return DropReason.NO_SIGNATURE
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", SyntaxWarning)
-            tree = ast.parse(code)
-    except (SyntaxError, ValueError):  # ValueError: a NUL byte
-        return DropReason.SYNTAX_ERROR
+    tree, whole = _parse_head(code)
     function = next(
         (n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == seed.name), None
     )
     if function is None:
-        return DropReason.WRONG_ENTRY_POINT
+        return DropReason.WRONG_ENTRY_POINT if whole else DropReason.SYNTAX_ERROR
     docstring = function.body[0]
     if ast.get_docstring(function) is None or not isinstance(docstring, ast.Expr):
         return DropReason.NO_DOCSTRING

@@ -255,7 +255,7 @@ def test_every_answer_is_kept_or_dropped_by_reason(server: Server, corpus: Path)
         assert problem.metadata["synthesized_by"] == MODEL
         assert "Good luck" not in problem.prompt and "```" not in problem.prompt
     # Chat requests carry the model, a per-function seed and the seed function's text.
-    body = server.model.bodies[0]
+    body = next(b for b in server.model.bodies if "`good`" in b["messages"][0]["content"])
     assert body["model"] == MODEL and body["n"] == 1
     assert 'def good(x):\n    """Seed good."""' in body["messages"][0]["content"]
 

@@ -86,7 +86,8 @@ def test_an_answer_continuing_an_opened_block_is_read_up_to_its_closing_fence() 
             DropReason.WRONG_ENTRY_POINT,
         ),
         ('```python\ndef merge_ranges(r:\n    """Merge."""\n```', DropReason.SYNTAX_ERROR),
-        ("def merge_ranges(r):\n\treturn r\n        return 1\n", DropReason.SYNTAX_ERROR),
+        ('def merge_ranges(r):\n    """Merge.\n    return r\n', DropReason.SYNTAX_ERROR),
+        ("def merge_ranges(r):\n    x = sorted(r)\n    return (x\n", DropReason.NO_DOCSTRING),
         ('def merge_ranges(r):\n    """x"""\0\n', DropReason.SYNTAX_ERROR),
         ("def merge_ranges(r):\n    return sorted(r)\n", DropReason.NO_DOCSTRING),
         ("def merge_ranges(r):\n    x = 'not first'\n    'doc'\n", DropReason.NO_DOCSTRING),
@@ -106,6 +107,27 @@ def test_an_answer_continuing_an_opened_block_is_read_up_to_its_closing_fence() 
 )
 def test_garbage_is_dropped_with_its_reason(answer: str, reason: DropReason) -> None:
     assert read_answer(answer, SEED) is reason
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "    return ''.join([re.sub((',.*?\\\\')], 'x', text)]) + '\\n'\n",  # a real SmolLM2 body
+        "    result = []\n    for line in text.splitlines(\n",  # cut off by max_tokens
+    ],
+)
+def test_a_broken_body_after_the_docstring_does_not_cost_the_problem(body: str) -> None:
+    answer = (
+        "You can use `re.sub`:\n\n```python\nimport re\n# strip lines\n"
+        'def merge_ranges(text):\n    """Remove leading whitespace from every line."""\n'
+        f"{body}```"
+    )
+    problem = read_answer(answer, SEED)
+    assert isinstance(problem, Problem)
+    assert problem.prompt == (
+        'import re\n\ndef merge_ranges(text):\n    """Remove leading whitespace from every '
+        'line."""\n'
+    )
 
 
 def test_names_bound_by_imports_and_quoted_annotations_are_self_contained() -> None:
