@@ -69,7 +69,15 @@ class ShardStore:
             )
 
     def _parquet_writer(self, table: pa.Table) -> Callable[[str], None]:
-        return lambda path: pq.write_table(table, path, filesystem=self.fs)
+        def write(path: str) -> None:
+            if table.num_rows:
+                pq.write_table(table, path, filesystem=self.fs)
+            else:
+                # No row group at all: readers such as `datasets` take a first row group
+                # of 0 rows as a batch size of 0 and refuse the whole dataset.
+                pq.ParquetWriter(path, table.schema, filesystem=self.fs).close()
+
+        return write
 
     def remove_temporaries(self) -> int:
         """Delete files a killed build left under temporary names; returns how many."""

@@ -7,8 +7,7 @@ its batch size and fails the whole load with ``ArrowInvalid: BatchSize must be g
 than 0, got 0``, even when other shards hold pairs. A file with no row group at all (a
 ``pq.ParquetWriter`` closed without writing) is read as empty and the load succeeds.
 
-Strict xfail until ``cluster/shard_store.py`` writes empty tables without a row group;
-then this test passes and the marker must go.
+``ShardStore`` therefore writes an empty table as a file with no row group.
 """
 
 from __future__ import annotations
@@ -37,10 +36,6 @@ def _pair() -> PreferencePair:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ShardStore writes an empty table as a 0-row row group, which datasets cannot read",
-)
 def test_pairs_load_with_datasets_when_a_unit_has_none(tmp_path) -> None:
     datasets = pytest.importorskip("datasets")
     store = ShardStore(str(tmp_path))
