@@ -10,13 +10,13 @@ because a cluster never reuses a submission id.
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
 
-class JobState(str, Enum):
+class JobState(StrEnum):
     """Lifecycle of a job as the service reports it."""
 
     QUEUED = "queued"

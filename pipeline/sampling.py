@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 from pipeline.config import SamplerConfig
 from pipeline.errors import ContractViolation
@@ -26,7 +26,7 @@ from pipeline.records import Problem
 from pipeline.seeding import derive_seed
 
 
-class SampleRole(str, Enum):
+class SampleRole(StrEnum):
     """What a single generation request asks for."""
 
     CODE = "code"
