@@ -18,6 +18,7 @@ import re
 import shlex
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -41,6 +42,12 @@ _STATES = {
 # The SDK reports every non-200 answer as RuntimeError("Request failed with status code N:
 # ..."); a 404 is the only way to learn that a submission does not exist.
 _NOT_FOUND = re.compile(r"status code 404\b")
+# A head whose dashboard answers but whose job agent is not up yet (seconds after `ray
+# start`, longer on a busy machine) refuses a submission with this; nothing was created.
+_NO_AGENT = re.compile(r"status code 500: No available agent")
+
+AGENT_WAIT_S = 60.0
+"""How long ``submit`` retries while the cluster has no job agent ready."""
 
 T = TypeVar("T")
 
@@ -71,6 +78,8 @@ class RayJobLauncher:
             machine. Use ``["pairforge"]`` for a remote cluster with pairforge installed.
         dashboard_url: public base URL for dashboard links (default: ``address``).
         auth_token: Ray cluster token; default from ``ray_auth_token()``.
+        agent_wait_s: how long a submission is retried while the cluster answers that no
+            job agent is available yet (a head that has just started).
 
     Every method raises ``ClusterUnavailable`` when the job API does not answer or refuses
     the token; the connection is made on first use.
@@ -83,12 +92,14 @@ class RayJobLauncher:
         build_command: Sequence[str] | None = None,
         dashboard_url: str | None = None,
         auth_token: str | None = None,
+        agent_wait_s: float = AGENT_WAIT_S,
     ) -> None:
         self._address = address.rstrip("/")
         self._build_command = list(build_command or default_build_command())
         self._dashboard_url = (dashboard_url or self._address).rstrip("/")
         token = auth_token if auth_token is not None else ray_auth_token()
         self._headers = {"Authorization": f"Bearer {token}"} if token else None
+        self._agent_wait_s = agent_wait_s
         self._client_lock = threading.Lock()
         self._connected: JobSubmissionClient | None = None
 
@@ -111,12 +122,21 @@ class RayJobLauncher:
     def submit(self, *, submission_id: str, job_id: str, spec_path: str, name: str) -> None:
         entrypoint = self.entrypoint(job_id, spec_path)
         metadata = {"pairforge_job_id": job_id, "name": name or job_id}
-        self._call(
-            f"submit {submission_id}",
-            lambda: self._client.submit_job(
-                entrypoint=entrypoint, submission_id=submission_id, metadata=metadata
-            ),
-        )
+        deadline = time.monotonic() + self._agent_wait_s
+        while True:
+            try:
+                self._call(
+                    f"submit {submission_id}",
+                    lambda: self._client.submit_job(
+                        entrypoint=entrypoint, submission_id=submission_id, metadata=metadata
+                    ),
+                )
+                break
+            except ClusterUnavailable as exc:
+                if not _NO_AGENT.search(str(exc)) or time.monotonic() >= deadline:
+                    raise
+                logger.info("Ray has no job agent ready yet; retrying %s", submission_id)
+                time.sleep(1.0)
         logger.info("submitted Ray Job %s: %s", submission_id, entrypoint)
 
     def stop(self, submission_id: str) -> bool:
