@@ -23,6 +23,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import httpx
 import pyarrow.fs as pafs
@@ -77,12 +78,17 @@ class Synthesis:
 
 
 def list_source_files(source: str) -> list[SourceFile]:
-    """The ``.py`` files a ``synthesize.source`` names, sorted by path.
+    """The ``.py`` files a ``synthesize.source`` names, sorted by label.
 
     A directory is searched recursively; a glob (``**`` allowed) is matched as written. A
     file's label starts with the name of the directory the source names (the part of a
     glob before its first wildcard, a file's own directory): ``json/decoder.py`` for
     ``/usr/lib/python3.11/json``, its glob ``.../json/*.py`` and ``.../json/decoder.py``.
+
+    Files found in a directory or by a glob must lie in that directory once symlinks and
+    ``..`` are resolved, so a corpus never reaches outside the tree it names (a service
+    confines that tree to its input roots), and a file reached twice is listed once; a
+    file named itself is read wherever it points.
 
     Raises:
         ConfigError: nothing there, or no Python file among what is there.
@@ -90,29 +96,35 @@ def list_source_files(source: str) -> list[SourceFile]:
     parts = Path(source).expanduser().parts
     magic = next((i for i, part in enumerate(parts) if _GLOB_CHARS & set(part)), None)
     if magic is not None:
-        base = Path(*parts[:magic]) if magic else Path()
-        paths = list(base.glob("/".join(parts[magic:])))
-    elif (root := Path(*parts)).is_dir():
-        base, paths = root, list(root.rglob("*.py"))
-    elif root.is_file():
-        base, paths = root.parent, [root]
+        tree = Path(*parts[:magic]) if magic else Path()
+        found = tree.glob("/".join(parts[magic:]))
+    elif (tree := Path(*parts)).is_dir():
+        found = tree.rglob("*.py")
+    elif tree.is_file():
+        named = tree.absolute()
+        if not _is_python_file(named):
+            _no_python(source)
+        return [SourceFile(named, f"{named.parent.name}/{named.name}")]
     else:
         raise ConfigError(
             f"synthesize.source {source!r}: no such file or directory; expected a directory "
             "of Python files, a glob such as `src/**/*.py`, or one .py file"
         )
-    base = base.absolute().parent
-    files = sorted(
-        (
-            SourceFile(p, p.absolute().relative_to(base).as_posix())
-            for p in paths
-            if _is_python_file(p)
-        ),
-        key=lambda f: f.label,
-    )
+    root = tree.resolve()
+    files: dict[Path, SourceFile] = {}
+    for path in found:
+        resolved = path.resolve()
+        if not resolved.is_relative_to(root):
+            logger.info("synthesis: skipped %s: it lies outside %s", path, root)
+        elif _is_python_file(resolved) and resolved not in files:
+            files[resolved] = SourceFile(resolved, resolved.relative_to(root.parent).as_posix())
     if not files:
-        raise ConfigError(f"synthesize.source {source!r}: no .py files there")
-    return files
+        _no_python(source)
+    return sorted(files.values(), key=lambda f: f.label)
+
+
+def _no_python(source: str) -> NoReturn:
+    raise ConfigError(f"synthesize.source {source!r}: no .py files there")
 
 
 def _is_python_file(path: Path) -> bool:

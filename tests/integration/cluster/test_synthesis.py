@@ -289,6 +289,17 @@ def test_sources_name_files_by_directory_glob_or_file(corpus: Path) -> None:
     by_deep_glob = [f.label for f in list_source_files(f"{corpus}/**/test_*.py")]
     assert by_deep_glob == ["corpus/pkg/tests/test_alpha.py"]
     assert [f.label for f in list_source_files(str(corpus / "pkg" / "beta.py"))] == ["pkg/beta.py"]
+    # Files that resolve outside the tree the source names are not part of the corpus.
+    outside = corpus.parent / "outside.py"
+    outside.write_text(_function("secret"))
+    (corpus / "pkg" / "link.py").symlink_to(outside)
+    assert "pkg/link.py" not in [f.label for f in list_source_files(str(corpus / "pkg"))]
+    with pytest.raises(ConfigError, match=r"no \.py files"):
+        list_source_files(f"{corpus}/pkg/*/../../../*.py")
+    assert [f.label for f in list_source_files(f"{corpus}/pkg/../../*.py")] == [
+        f"{corpus.parent.name}/outside.py"
+    ]
+    assert [f.label for f in list_source_files(str(corpus / "pkg" / "link.py"))] == ["pkg/link.py"]
     with pytest.raises(ConfigError, match="no such file or directory"):
         list_source_files(str(corpus / "missing"))
     with pytest.raises(ConfigError, match=r"no \.py files"):
