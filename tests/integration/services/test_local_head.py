@@ -322,3 +322,39 @@ def test_stop_ray_ends_the_head_and_only_it(setup: LocalSetup) -> None:
     again = setup.cli("serve", "--stop-ray")
     assert again.returncode == 0
     assert "no local Ray head started by pairforge serve" in again.stdout
+
+
+def test_a_port_held_by_a_ray_without_dashboard_is_explained(setup: LocalSetup) -> None:
+    # A Ray started by hand on the head's port, without the dashboard pairforge needs.
+    argv = [
+        sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block",
+        "--port", str(setup.ray_port), "--include-dashboard", "false",
+        *setup.env["PAIRFORGE_LOCAL_RAY_ARGS"].split(), "--disable-usage-stats",
+    ]  # fmt: skip
+    if not setup.token_file.exists():
+        setup.token_file.parent.mkdir(exist_ok=True)
+        setup.token_file.write_text("0" * 64, encoding="utf-8")
+    env = {**setup.env, "RAY_AUTH_MODE": "token"}
+    with (setup.workdir / "foreign-head.log").open("wb") as log:
+        foreign = subprocess.Popen(
+            argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        address_file = setup.ray_tmpdir / "ray" / "ray_current_cluster"
+        deadline = time.monotonic() + 120
+        while not address_file.exists():
+            assert foreign.poll() is None and time.monotonic() < deadline, "no foreign head"
+            time.sleep(0.5)
+        refused = setup.cli("serve", "--port", str(free_port()), timeout=300)
+        assert refused.returncode == 1, refused.stdout + refused.stderr
+        assert f"another Ray instance already holds port {setup.ray_port}" in refused.stderr
+        assert "--ray-address" in refused.stderr and "ray stop" in refused.stderr
+        assert foreign.poll() is None, "pairforge serve stopped a head it did not start"
+        assert setup.record() is None
+    finally:
+        foreign.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            foreign.wait(timeout=60)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(foreign.pid, signal.SIGKILL)
+        foreign.wait()
