@@ -5,7 +5,7 @@ to the service, so the formatting is tested on its own::
 
     print(job_summary(job))
     # pf-3f2a9c1d0b7e  quickstart
-    # state      running (attempt 1), 1m 12s since it started
+    # state      running, 1m 12s since it started
     # sampled    [##############------]  21/30 problems
     # executed   [##########----------]  15/30
     # ranked     [######--------------]   9/30
@@ -15,6 +15,7 @@ to the service, so the formatting is tested on its own::
     # skips      all_pass 1, no_passing_code 1
     # output     /srv/runs/quickstart
     # dashboard  http://127.0.0.1:8265/#/jobs/pf-3f2a9c1d0b7e
+    #            (it asks for Ray's token: `ray get-auth-token` on the Ray head)
 """
 
 from __future__ import annotations
