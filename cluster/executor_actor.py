@@ -110,6 +110,7 @@ class ExecuteStage:
             update={
                 "status": [[CellStatus(cell.value) for cell in cells] for cells in result.status],
                 "budget_exceeded": result.budget_exceeded,
+                "fallback_cells": result.fallback_cells,
                 "timings": {**state.timings, "execute": result.timings.wall_s},
             }
         )

@@ -167,6 +167,7 @@ class ProgressPublisher:
             candidates=totals.candidates,
             cells=totals.cells,
             pairs=totals.pairs,
+            fallback_cells=totals.fallback_cells,
             skips=dict(totals.skips),
             cells_per_s=cells_per_s,
             finished_at=time.time(),
@@ -205,6 +206,7 @@ class ProgressPublisher:
             "candidates": done.candidates,
             "cells": self._on_disk.cells + max(live["cells"], self._written.cells),
             "pairs": done.pairs,
+            "fallback_cells": done.fallback_cells,
             "skips": dict(done.skips),
             "cells_per_s": live["cells"] / max(time.time() - started, 1e-9),
         }

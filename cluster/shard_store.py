@@ -230,5 +230,6 @@ def counts_of(problems: pa.Table) -> ManifestCounts:
         candidates=sum(n_codes) + sum(n_tests),
         cells=sum(c * t for c, t in zip(n_codes, n_tests, strict=True)),
         pairs=int(pc.sum(problems.column("pairs_emitted")).as_py() or 0),
+        fallback_cells=int(pc.sum(problems.column("fallback_cells")).as_py() or 0),
         skips=skips,
     )

@@ -82,6 +82,12 @@ class ManifestCounts(BaseModel):
     candidates: int = Field(default=0, ge=0, description="Distinct codes + distinct tests.")
     cells: int = Field(default=0, ge=0, description="Code x test cells in the status matrices.")
     pairs: int = Field(default=0, ge=0, description="Preference pairs written.")
+    fallback_cells: int = Field(
+        default=0,
+        ge=0,
+        description="Cells judged on the sandbox's in-process fallback path (share: "
+        "fallback_cells / cells); the rest were judged outside the program's process.",
+    )
     skips: dict[str, int] = Field(
         default_factory=dict, description="Problems without a pair, by skip reason."
     )
@@ -95,6 +101,7 @@ class ManifestCounts(BaseModel):
             candidates=self.candidates + other.candidates,
             cells=self.cells + other.cells,
             pairs=self.pairs + other.pairs,
+            fallback_cells=self.fallback_cells + other.fallback_cells,
             skips=dict(skips),
         )
 

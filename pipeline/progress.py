@@ -35,6 +35,9 @@ class BuildProgress(BaseModel):
     candidates: int = Field(default=0, ge=0, description="Distinct codes + tests parsed.")
     cells: int = Field(default=0, ge=0, description="Code×test cells executed.")
     pairs: int = Field(default=0, ge=0, description="Preference pairs written.")
+    fallback_cells: int = Field(
+        default=0, ge=0, description="Cells judged on the sandbox's in-process fallback path."
+    )
     skips: dict[str, int] = Field(default_factory=dict, description="Skipped problems by reason.")
     cells_per_s: float = Field(default=0.0, ge=0, description="Execution throughput so far.")
     started_at: float | None = Field(default=None, description="Unix time the build started.")

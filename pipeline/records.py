@@ -314,6 +314,12 @@ class ProblemOutcome(BaseModel):
         default=None, description="Components and consensus sets of the pass graph, if ranked."
     )
     pairs_emitted: int = Field(default=0, ge=0, description="Pairs written for this problem.")
+    fallback_cells: int = Field(
+        default=0,
+        ge=0,
+        description="Cells the sandbox judged on its in-process fallback path (tests it could "
+        "not split into calls and comparisons): only as trustworthy as the program.",
+    )
     skip_reason: SkipReason | None = Field(
         default=None, description="Why no pair was written, if none was."
     )

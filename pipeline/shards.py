@@ -106,6 +106,7 @@ PROBLEMS_SCHEMA = pa.schema(
         pa.field("consensus_sets", pa.int64()),
         pa.field("largest_consensus_samples", pa.int64()),
         pa.field("pairs_emitted", pa.int64(), nullable=False),
+        pa.field("fallback_cells", pa.int64(), nullable=False),
         pa.field("skip_reason", pa.string()),
         pa.field("error", pa.string()),
         pa.field("parse_stats", pa.string(), nullable=False),
@@ -120,6 +121,7 @@ PROBLEMS_SCHEMA = pa.schema(
 and ``timings`` are JSON objects (``{"sample": 1.2, ...}``). ``pass_graph_components``,
 ``consensus_sets`` and ``largest_consensus_samples`` describe how the candidates agree
 (``PassGraphStats``); like the scores they are null for a problem that was not ranked.
+``fallback_cells`` counts the cells judged on the sandbox's in-process fallback path.
 """
 
 
@@ -183,6 +185,7 @@ def _problem_row(outcome: ProblemOutcome) -> dict[str, Any]:
         "consensus_sets": graph.consensus_sets if graph else None,
         "largest_consensus_samples": graph.largest_consensus_samples if graph else None,
         "pairs_emitted": outcome.pairs_emitted,
+        "fallback_cells": outcome.fallback_cells,
         "skip_reason": outcome.skip_reason.value if outcome.skip_reason else None,
         "error": outcome.error,
         "parse_stats": json.dumps(cands.parse_stats if cands else {}, sort_keys=True),

@@ -69,6 +69,7 @@ def rank_step(state: ProblemState, spec: JobSpec, *, job_id: str) -> ProblemStat
         problem_id=state.problem_id,
         candidates=state.candidates,
         status=state.status or [],
+        fallback_cells=state.fallback_cells,
     )
     skip = skip_before_ranking(state, spec)
     if skip is not None or state.candidates is None or state.status is None:

@@ -16,10 +16,12 @@ from pathlib import Path
 
 import pytest
 
+from sandbox.limits import DEFAULT_IMAGE
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("PAIRFORGE_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
 HUMANEVAL_DIR = SHARED_DATA / "codet-humaneval-codegen16b"
-SANDBOX_IMAGE = os.environ.get("PAIRFORGE_SANDBOX_IMAGE", "pairforge-sandbox:latest")
+SANDBOX_IMAGE = os.environ.get("PAIRFORGE_SANDBOX_IMAGE", DEFAULT_IMAGE)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -112,6 +112,8 @@ def format_summary(summary: BuildSummary) -> str:
             f"  candidates {counts.candidates}",
             f"  cells      {counts.cells}",
             f"  pairs      {counts.pairs}",
+            f"  fallback   {counts.fallback_cells} cells judged in the program's own process "
+            f"({counts.fallback_cells / max(counts.cells, 1):.1%})",
             f"  skips      {skips}",
             f"  units      {summary.units_total} ({summary.units_skipped} already written)",
             f"  wall time  {summary.wall_s:.1f} s, {summary.cells_per_s:.0f} cells/s",

@@ -99,6 +99,9 @@ def test_quickstart_build_writes_a_consistent_dataset(quickstart_build) -> None:
     skipped = sum(manifest.counts.skips.values())
     assert skipped == sum(1 for p in problems if p["skip_reason"] is not None)
     assert manifest.counts.cells == sum(len(p["codes"]) * len(p["tests"]) for p in problems)
+    # The share of cells judged in the program's own process is reported per build.
+    assert manifest.counts.fallback_cells == sum(int(p["fallback_cells"]) for p in problems)
+    assert 0 <= manifest.counts.fallback_cells < manifest.counts.cells
     for shard in manifest.shards:
         assert pq.read_metadata(out / shard.path).num_rows == shard.rows
     # The example has 2 all-pass problems and 1 all-fail problem on purpose.

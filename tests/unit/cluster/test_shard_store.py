@@ -270,3 +270,17 @@ def test_the_manifest_lists_every_shard_and_the_totals_read_back(tmp_path, as_ur
     # Nothing but the dataset is left in the output.
     assert sorted(p.name for p in out.iterdir()) == [MANIFEST_FILE, "pairs", "problems"]
     assert json.loads((out / MANIFEST_FILE).read_text())["job_id"] == "job-1"
+
+
+def test_fallback_cells_are_totalled_per_unit_and_per_dataset(tmp_path) -> None:
+    from pipeline.records import ProblemOutcome
+
+    outcomes = [
+        ProblemOutcome(job_id="job-1", problem_id=p, fallback_cells=n)
+        for p, n in (("A", 3), ("B", 0), ("C", 4))
+    ]
+    assert counts_of(problems_table(outcomes)).fallback_cells == 7
+    store = ShardStore(str(tmp_path))
+    store.write_unit(0, NO_PAIRS, problems_table(outcomes[:2]))
+    store.write_unit(1, NO_PAIRS, problems_table(outcomes[2:]))
+    assert store.counts_on_disk([0, 1]).fallback_cells == 7

@@ -245,6 +245,7 @@ def test_read_reports_ray_state_and_build_progress(
         "candidates": 12,
         "cells": 40,
         "pairs": 1,
+        "fallback_cells": 0,
         "skips": {"all_pass": 1},
         "units_done": 1,
         "units_total": 2,
