@@ -340,10 +340,10 @@ def test_a_port_held_by_a_ray_without_dashboard_is_explained(setup: LocalSetup) 
             argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
     try:
-        address_file = setup.ray_tmpdir / "ray" / "ray_current_cluster"
+        log = setup.workdir / "foreign-head.log"
         deadline = time.monotonic() + 120
-        while not address_file.exists():
-            assert foreign.poll() is None and time.monotonic() < deadline, "no foreign head"
+        while "Ray runtime started" not in log.read_text(errors="replace"):
+            assert foreign.poll() is None and time.monotonic() < deadline, log.read_text()
             time.sleep(0.5)
         refused = setup.cli("serve", "--port", str(free_port()), timeout=300)
         assert refused.returncode == 1, refused.stdout + refused.stderr
