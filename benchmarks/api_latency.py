@@ -85,7 +85,7 @@ def _spec(name: str) -> dict[str, object]:
         "source": {"path": "problems.jsonl"},
         "sampler": {"kind": "replay", "k": 2},
         "sandbox": {"image": "pairforge-no-such-image:never"},
-        "output": {"uri": f"runs/{name}"},
+        "output": {"uri": name},  # relative: under the service's output root
     }
 
 

@@ -1,8 +1,8 @@
 """Runs dataset builds as Ray Jobs: the ``JobLauncher`` port on ``JobSubmissionClient``.
 
 Each build is one Ray Job whose entrypoint is ``pairforge build SPEC --job-id ID --resume``,
-submitted under the pairforge job id with ``metadata={"pairforge_job_id": ..., "name": ...}``
-so it shows in the Ray dashboard under that name. Ray's errors are mapped here, at the
+submitted under the pairforge job id with metadata ``pairforge_job_id``, ``name`` and
+``job_name`` (the dashboard's Name column), so it shows in the Ray dashboard under both. Ray's errors are mapped here, at the
 boundary, onto ``ClusterUnavailable`` (an ``InfrastructureError``).
 
     launcher = RayJobLauncher("http://127.0.0.1:8265")
@@ -121,7 +121,8 @@ class RayJobLauncher:
 
     def submit(self, *, submission_id: str, job_id: str, spec_path: str, name: str) -> None:
         entrypoint = self.entrypoint(job_id, spec_path)
-        metadata = {"pairforge_job_id": job_id, "name": name or job_id}
+        # `job_name` is what the dashboard's Jobs page shows and searches by as "Name".
+        metadata = {"pairforge_job_id": job_id, "name": name or job_id, "job_name": name or job_id}
         deadline = time.monotonic() + self._agent_wait_s
         while True:
             try:

@@ -86,6 +86,7 @@ def test_quickstart_lifecycle(service: Service, ray_head: str) -> None:
     # The build ran as a Ray Job tagged with the pairforge id (what the dashboard lists).
     info = _ray_job_info(ray_head, job_id)
     assert info.metadata["pairforge_job_id"] == job_id
+    assert info.metadata["job_name"] == info.metadata["name"]  # the dashboard's Name column
     assert info.status == "SUCCEEDED"
     assert job["dashboard_url"] == f"{ray_head}/#/jobs/{job_id}"
 

@@ -66,7 +66,11 @@ def test_a_submission_is_retried_until_the_job_agent_is_up(job_api: type[_JobApi
     launcher = RayJobLauncher(job_api.url, auth_token="t", agent_wait_s=30)  # type: ignore[attr-defined]
     launcher.submit(submission_id="pf-1", job_id="pf-1", spec_path="/r/job.json", name="n")
     assert [post["submission_id"] for post in job_api.posts] == ["pf-1"] * 3
-    assert job_api.posts[-1]["metadata"] == {"pairforge_job_id": "pf-1", "name": "n"}
+    assert job_api.posts[-1]["metadata"] == {
+        "pairforge_job_id": "pf-1",
+        "name": "n",
+        "job_name": "n",
+    }
 
 
 def test_the_retry_is_bounded(job_api: type[_JobApi]) -> None:
