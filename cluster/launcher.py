@@ -2,8 +2,9 @@
 
 Each build is one Ray Job whose entrypoint is ``pairforge build SPEC --job-id ID --resume``,
 submitted under the pairforge job id with metadata ``pairforge_job_id``, ``name`` and
-``job_name`` (the dashboard's Name column), so it shows in the Ray dashboard under both. Ray's errors are mapped here, at the
-boundary, onto ``ClusterUnavailable`` (an ``InfrastructureError``).
+``job_name`` (the dashboard's Name column), so it shows in the Ray dashboard under both.
+Ray's errors are mapped here, at the boundary, onto ``ClusterUnavailable`` (an
+``InfrastructureError``).
 
     launcher = RayJobLauncher("http://127.0.0.1:8265")
     launcher.submit(submission_id="pf-1a2b", job_id="pf-1a2b", spec_path="/runs/x/job.json",
