@@ -59,6 +59,16 @@ def prepare_spec(create: JobCreate, *, job_id: str, where: Locations, limits: Jo
         JobSpecError: the source is not allowed, or the job asks for more than ``limits``
             or for something this version cannot run (``problems`` names each).
     """
+    if create.source.synthesize is not None:
+        # Its source is a tree of files; the service confines single input files only.
+        raise JobSpecError(
+            "source.synthesize is not accepted by the service yet",
+            [
+                "source.synthesize: synthesis runs through `pairforge synthesize SRC --out "
+                "problems.jsonl` or `pairforge build`; submit the problems file it writes as "
+                "source.path"
+            ],
+        )
     uri = create.output.uri or str(default_output_dir(where.output_root, job_id))
     output_dir = where.output(uri)
     source = where.source(create.source.path)

@@ -359,3 +359,19 @@ def test_resume_refuses_a_symlink_planted_inside_the_output(
     assert "symlink" in answer.json()["detail"]
     assert victim.read_text() == "precious"
     assert len(launcher.submitted) == 1
+
+
+def test_a_synthesize_source_is_refused_saying_how_to_run_it(
+    client: TestClient, launcher: FakeLauncher
+) -> None:
+    body = spec()
+    body["source"] = {
+        "synthesize": {
+            "source": "/usr/lib/python3.11",
+            "base_url": "http://127.0.0.1:8080/v1",
+            "model": "m",
+        }
+    }
+    (problem,) = _refused(client, body)["problems"]
+    assert problem.startswith("source.synthesize:") and "pairforge synthesize" in problem
+    _nothing_kept(client, launcher)
