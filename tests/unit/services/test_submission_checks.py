@@ -364,7 +364,7 @@ def test_resume_refuses_a_symlink_planted_inside_the_output(
 def test_a_synthesize_source_is_refused_saying_how_to_run_it(
     client: TestClient, launcher: FakeLauncher
 ) -> None:
-    body = spec()
+    body = spec(sampler={"kind": "openai", "model": "m", "base_url": "http://127.0.0.1:1/v1"})
     body["source"] = {
         "synthesize": {
             "source": "/usr/lib/python3.11",
