@@ -59,7 +59,7 @@ def test_a_node_with_the_sandbox_resource_hosts_the_executors(cluster, tmp_path)
     assert summary.counts.problems == 6
 
     executors = [
-        a for a in list_actors(detail=True, limit=1000) if "ExecuteStage" in (a.class_name or "")
+        a for a in list_actors(detail=True, limit=1000) if "Map(execute)" in (a.class_name or "")
     ]
     assert len(executors) >= 2
     assert {a.node_id for a in executors} == {node.node_id}
