@@ -11,10 +11,8 @@ The running cluster here is a real ``ray start --head`` whose Ray temp dir
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,32 +24,13 @@ import pytest
 import yaml
 
 from tests.conftest import REPO_ROOT, SANDBOX_IMAGE, requires_sandbox_image
+from tests.integration.services.ray_head import head_argv
 
 pytestmark = [requires_sandbox_image, pytest.mark.ray, pytest.mark.docker]
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def _running_head(ray_tmpdir: Path, resources: dict[str, float]) -> subprocess.Popen[bytes]:
-    argv = [
-        sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block",
-        "--port", str(_free_port()),
-        "--include-dashboard", "false",
-        "--ray-client-server-port", str(_free_port()),
-        "--dashboard-agent-listen-port", str(_free_port()),
-        "--dashboard-agent-grpc-port", str(_free_port()),
-        "--runtime-env-agent-port", str(_free_port()),
-        "--metrics-export-port", str(_free_port()),
-        "--node-manager-port", str(_free_port()),
-        "--object-manager-port", str(_free_port()),
-        "--num-cpus", "1",
-        "--resources", json.dumps(resources),
-        "--disable-usage-stats",
-    ]  # fmt: skip
+    argv = [*head_argv(resources), "--include-dashboard", "false", "--num-cpus", "1"]
     env = {**os.environ, "RAY_TMPDIR": str(ray_tmpdir)}
     env.pop("RAY_ADDRESS", None)
     log = (ray_tmpdir / "head.log").open("wb")

@@ -32,6 +32,23 @@ def _free_port() -> int:
         return port
 
 
+def head_argv(resources: Mapping[str, float]) -> list[str]:
+    """``ray start --head --block`` on free ports for every service a head opens."""
+    return [
+        sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block",
+        "--port", str(_free_port()),
+        "--ray-client-server-port", str(_free_port()),
+        "--dashboard-agent-listen-port", str(_free_port()),
+        "--dashboard-agent-grpc-port", str(_free_port()),
+        "--runtime-env-agent-port", str(_free_port()),
+        "--metrics-export-port", str(_free_port()),
+        "--node-manager-port", str(_free_port()),
+        "--object-manager-port", str(_free_port()),
+        "--resources", json.dumps(dict(resources)),
+        "--disable-usage-stats",
+    ]  # fmt: skip
+
+
 class PrivateRayHead:
     """A Ray head owned by this process: stopped by ``stop()``.
 
@@ -63,21 +80,11 @@ class PrivateRayHead:
         self._temp_dir = tempfile.mkdtemp(prefix="pfray-", dir="/tmp")
         dashboard_port = _free_port()
         argv = [
-            sys.executable, "-m", "ray.scripts.scripts", "start", "--head", "--block",
-            "--port", str(_free_port()),
+            *head_argv(self.resources),
             "--dashboard-host", "127.0.0.1",
             "--dashboard-port", str(dashboard_port),
             "--include-dashboard", "true",
-            "--ray-client-server-port", str(_free_port()),
-            "--dashboard-agent-listen-port", str(_free_port()),
-            "--dashboard-agent-grpc-port", str(_free_port()),
-            "--runtime-env-agent-port", str(_free_port()),
-            "--metrics-export-port", str(_free_port()),
-            "--node-manager-port", str(_free_port()),
-            "--object-manager-port", str(_free_port()),
             "--temp-dir", self._temp_dir,
-            "--resources", json.dumps(self.resources),
-            "--disable-usage-stats",
         ]  # fmt: skip
         if self.num_cpus is not None:
             argv += ["--num-cpus", str(self.num_cpus)]
