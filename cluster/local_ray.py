@@ -29,6 +29,7 @@ import logging
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -293,7 +294,28 @@ def ensure_local_ray(config: LocalHeadConfig | None = None) -> LocalHead:
     return _start(config)
 
 
+def _port_held(config: LocalHeadConfig) -> ClusterUnavailable:
+    return ClusterUnavailable(
+        f"another Ray instance already holds port {config.port} on this machine, without "
+        f"a dashboard at {config.dashboard_url}, so pairforge cannot use it. Pass its "
+        "dashboard address with --ray-address http://HOST:PORT, stop it with `ray stop` "
+        "(this ends every Ray instance of this user on the machine), or give the local head "
+        "other ports (PAIRFORGE_LOCAL_RAY_PORT, PAIRFORGE_LOCAL_RAY_DASHBOARD_PORT)"
+    )
+
+
+def _port_answers(port: int) -> bool:
+    """Whether something already listens on ``port`` (Ray's GCS listens on every interface)."""
+    with socket.socket() as probe:
+        probe.settimeout(1.0)
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
 def _start(config: LocalHeadConfig) -> LocalHead:
+    # Refused up front: `ray start` on a held port fails in ways that depend on what holds
+    # it (its token, its session), not always with its "already running" message.
+    if _port_answers(config.port):
+        raise _port_held(config)
     created = ensure_auth_token()
     url = config.dashboard_url
     argv = [
@@ -353,13 +375,7 @@ def _start(config: LocalHeadConfig) -> LocalHead:
     tail = _log_tail(log)
     _stop_recorded(config.port, pid, pgid)
     if "already running" in tail:
-        raise ClusterUnavailable(
-            f"another Ray instance already holds port {config.port} on this machine, without "
-            f"a dashboard at {url}, so pairforge cannot use it. Pass its dashboard address "
-            "with --ray-address http://HOST:PORT, stop it with `ray stop` (this ends every "
-            "Ray instance of this user on the machine), or give the local head other ports "
-            "(PAIRFORGE_LOCAL_RAY_PORT, PAIRFORGE_LOCAL_RAY_DASHBOARD_PORT)"
-        )
+        raise _port_held(config)
     raise ClusterUnavailable(
         f"the local Ray head did not answer at {url} within {config.wait_s:.0f} s: {tail}"
     )
