@@ -92,9 +92,10 @@ class ShardStore:
 
     def has_output(self) -> bool:
         """Whether any shard or manifest is already there."""
-        return self.read_text(MANIFEST_FILE) is not None or any(
-            True for table in TABLES for _ in self._units(table)
-        )
+        return self.read_text(MANIFEST_FILE) is not None or self._has_shards()
+
+    def _has_shards(self) -> bool:
+        return any(True for table in TABLES for _ in self._units(table))
 
     def read_table(self, table: str, unit: int, columns: list[str] | None = None) -> pa.Table:
         return pq.read_table(
@@ -149,7 +150,7 @@ class ShardStore:
                 f"{self.uri} already holds a complete dataset (manifest.json of job "
                 f"{manifest.job_id!r}); choose another output.uri, or pass --resume to accept it"
             )
-        if not resume and self.has_output():
+        if not resume and self._has_shards():  # the manifest was read above
             raise OutputLocationError(
                 f"{self.uri} holds shards of an earlier, unfinished build; pass --resume to "
                 "continue it, or choose another output.uri"

@@ -71,3 +71,14 @@ def ray_local():
         yield ray
     finally:
         ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def ray_with_sandbox():
+    """One local Ray runtime per module that offers 2 units of the sandbox resource."""
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, resources={"sandbox": 2}, include_dashboard=False, log_to_driver=False)
+    try:
+        yield ray
+    finally:
+        ray.shutdown()

@@ -35,16 +35,6 @@ PROBLEMS_PER_STYLE = 2
 OVERFLOW_ID = "live/overflow"
 
 
-@pytest.fixture(scope="module")
-def ray_with_sandbox():
-    ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, resources={"sandbox": 2}, include_dashboard=False, log_to_driver=False)
-    try:
-        yield ray
-    finally:
-        ray.shutdown()
-
-
 def _rows(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 

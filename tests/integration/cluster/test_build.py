@@ -37,16 +37,6 @@ pytestmark = [requires_sandbox_image, pytest.mark.ray, pytest.mark.docker]
 QUICKSTART = REPO_ROOT / "examples" / "quickstart"
 
 
-@pytest.fixture(scope="module")
-def ray_with_sandbox():
-    ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, resources={"sandbox": 2}, include_dashboard=False, log_to_driver=False)
-    try:
-        yield ray
-    finally:
-        ray.shutdown()
-
-
 def quickstart_spec(output: Path, **output_options: object) -> JobSpec:
     data = yaml.safe_load((QUICKSTART / "job.yaml").read_text())
     data["source"]["path"] = str(QUICKSTART / "problems.jsonl")

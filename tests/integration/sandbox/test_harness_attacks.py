@@ -53,6 +53,24 @@ DUMPABLE = dedent("""\
     _ctypes.CDLL(None).prctl(4, 1, 0, 0, 0)  # PR_SET_DUMPABLE
 """)
 
+# Every readable mapping of the process, as root-dumpable /proc/self/mem lets it read.
+READ_MEMORY = dedent("""\
+    def _memory():
+        chunks = []
+        with open('/proc/self/maps') as maps, open('/proc/self/mem', 'rb', 0) as mem:
+            for line in maps:
+                span, perms = line.split()[:2]
+                if 'r' not in perms:
+                    continue
+                start, end = (int(part, 16) for part in span.split('-'))
+                try:
+                    mem.seek(start)
+                    chunks.append(mem.read(min(end - start, 1 << 26)))
+                except (OSError, ValueError, OverflowError):
+                    continue
+        return b'\\n'.join(chunks)
+""")
+
 FORGE = DUMPABLE + dedent("""\
     import json as _json, os as _os, struct as _struct
     def _forge(tokens, indexes=range(12)):
@@ -130,24 +148,11 @@ ATTACKS: dict[str, str] = {
             os._exit(0)
     """),
     "/proc/self/mem read": FORGE
+    + READ_MEMORY
     + dedent("""\
         import os, re
-        def memory():
-            chunks = []
-            with open('/proc/self/maps') as maps, open('/proc/self/mem', 'rb', 0) as mem:
-                for line in maps:
-                    span, perms = line.split()[:2]
-                    if 'r' not in perms:
-                        continue
-                    start, end = (int(part, 16) for part in span.split('-'))
-                    try:
-                        mem.seek(start)
-                        chunks.append(mem.read(min(end - start, 1 << 26)))
-                    except (OSError, ValueError, OverflowError):
-                        continue
-            return b'\\n'.join(chunks)
         def f(x):
-            _forge({t.decode() for t in re.findall(rb'[0-9a-f]{32}', memory())})
+            _forge({t.decode() for t in re.findall(rb'[0-9a-f]{32}', _memory())})
             os._exit(0)
     """),
     "ctypes read of the heap around the harness": FORGE
@@ -311,22 +316,9 @@ ATTACKS: dict[str, str] = {
     "os._exit(0) before the asserts": "import os\nos._exit(0)\ndef f(x):\n    return x\n",
     "sys.exit(0) inside f": "import sys\ndef f(x):\n    sys.exit(0)\n",
     "read the expected value from memory and return it": DUMPABLE
+    + READ_MEMORY
     + dedent("""\
         import gc, os, re
-        def _memory():
-            chunks = []
-            with open('/proc/self/maps') as maps, open('/proc/self/mem', 'rb', 0) as mem:
-                for line in maps:
-                    span, perms = line.split()[:2]
-                    if 'r' not in perms:
-                        continue
-                    start, end = (int(part, 16) for part in span.split('-'))
-                    try:
-                        mem.seek(start)
-                        chunks.append(mem.read(min(end - start, 1 << 26)))
-                    except (OSError, ValueError, OverflowError):
-                        continue
-            return b'\\n'.join(chunks)
         def f(x):
             # The test text says `f(1) == <expected>`: find it and answer that.
             pattern = rb'f\\(' + str(x).encode() + rb'\\) == ([0-9.]+)'
