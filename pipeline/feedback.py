@@ -183,7 +183,7 @@ def build_feedback(
             break
         blocks.pop()
     else:
-        summary = f"{len(failing)} failing tests"
+        summary = f"{len(failing)} failing test{'s' if len(failing) > 1 else ''}"
         return summary if len(summary) <= max_chars else ""
     budgets = _share(
         [len(_indented(text)) for block in blocks for text in block.parts().values()],

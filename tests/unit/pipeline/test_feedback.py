@@ -23,7 +23,7 @@ TRACEBACK = (
 
 _TRUSTED_LINE = re.compile(
     r"Test \d+ \((failed|error|timeout|memory|sandbox_error): [^()]*\):"
-    r"|Error:|Output:|\.\.\. and \d+ more failing tests?|\d+ failing tests|"
+    r"|Error:|Output:|\.\.\. and \d+ more failing tests?|\d+ failing tests?|"
 )
 
 
@@ -189,6 +189,7 @@ def test_a_cap_too_small_for_every_header_shows_fewer_tests() -> None:
     assert re.search(r"\.\.\. and \d more failing tests$", feedback)
     assert build_feedback(tests, ["failed"] * 5, [], [], max_chars=40) == "5 failing tests"
     assert build_feedback(tests, ["failed"] * 5, [], [], max_chars=10) == ""
+    assert build_feedback(["assert f(1)"], ["error"], [], [], max_chars=20) == "1 failing test"
 
 
 _TEXT = st.text(st.characters(codec="utf-8") | st.sampled_from("\n`\x1b[\r"), max_size=3000)
