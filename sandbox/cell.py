@@ -29,21 +29,35 @@ A fallback test (one the judge cannot split) runs here, and only its ``["ran", t
 says it returned: the token is asked for after the test's code returned, so it is not in
 this process's memory while that code runs. A program that knows this protocol can still
 ask for it itself; such tests are marked ``fallback`` in the results.
+
+With feedback on (``serve(capture=True)``), the runner has put a pipe of its own on
+descriptors 1 and 2: the program's prints go there (line-buffered, and flushed before
+every answer, so what was printed before a test's outcome is in the pipe before the judge
+hears of it), and a ``raised`` or ``unloaded`` message carries three more parts: the
+exception's whole message, its traceback entries in the program's files and how many
+earlier ones were left out (``sandbox.feedback``). They are text for a prompt only.
 """
 
 from __future__ import annotations
 
 import builtins
+import contextlib
+import io
 import marshal
 import os
+import sys
 from typing import Any, NoReturn
 
-from sandbox import wire
+from sandbox import feedback, wire
 from sandbox.verdicts import describe_exception
 
 FD = 3
 """The socket to the judge (the runner puts it there; every other descriptor is closed)."""
 CELL_MODULE_NAME = "__cell__"
+# Frames of these files are the cell's machinery, not the program's: left out of tracebacks.
+_OWN_FILES = (__file__, wire.__file__)
+_stream: io.TextIOWrapper | None = None
+"""The program's stdout and stderr when feedback is on (None: both are /dev/null)."""
 
 
 class _Objects:
@@ -66,8 +80,14 @@ class _Objects:
         raise wire.WireError(f"no object with handle {body!r}")
 
 
-def serve() -> NoReturn:
-    """Answer the judge until it closes the pipe, then exit (the runner kills us anyway)."""
+def serve(capture: bool = False) -> NoReturn:
+    """Answer the judge until it closes the pipe, then exit (the runner kills us anyway).
+
+    Args:
+        capture: descriptors 1 and 2 are the runner's output pipe (feedback is on).
+    """
+    if capture:
+        _capture_output()
     # Not "__main__": like HumanEval's and CodeT's harnesses, so a program's
     # `if __name__ == "__main__":` block (often reading stdin) does not run.
     namespace: dict[str, Any] = {"__name__": CELL_MODULE_NAME, "__builtins__": builtins}
@@ -76,6 +96,7 @@ def serve() -> NoReturn:
     while True:
         frame = wire.read_frame(FD)
         if frame is None:
+            _flush()
             os._exit(0)
         kind, payload = frame
         if kind == wire.KIND_CODE:
@@ -91,24 +112,62 @@ def serve() -> NoReturn:
         elif op == "load":
             _run(namespace, message[1], final=bool(message[2]))
         elif op == "sync":
+            _flush()
             wire.write_all(FD, wire.READY)
         elif op == "run":
-            _run(namespace, message[1], final=True)
+            _run(namespace, message[1], final=True, filename=feedback.TEST_FILE)
         else:
             os._exit(70)
 
 
-def _run(namespace: dict[str, Any], code: Any, final: bool) -> None:
+def _capture_output() -> None:
+    """Make the program's stdout and stderr one line-buffered stream on descriptor 1."""
+    global _stream
+    raw = io.FileIO(1, "w", closefd=False)
+    _stream = io.TextIOWrapper(
+        io.BufferedWriter(raw), encoding="utf-8", errors="backslashreplace", line_buffering=True
+    )
+    sys.stdout = sys.stderr = _stream
+    for name in ("__stdout__", "__stderr__"):  # the runner's own, buffered: never flushed
+        setattr(sys, name, _stream)
+
+
+def _flush() -> None:
+    """Push what the program printed into the runner's pipe (feedback only)."""
+    if _stream is not None:
+        with contextlib.suppress(BaseException):  # the program may have broken it: its loss
+            _stream.flush()
+
+
+def _raised(kind: str, exc: BaseException) -> None:
+    """Report an exception of the program's (``raised`` or ``unloaded``)."""
+    status, detail = describe_exception(exc)
+    if _stream is None:
+        wire.send(FD, [kind, status, detail])
+        return
+    _flush()
+    try:
+        message = feedback.exception_message(exc)
+        frames, dropped = feedback.frames_of(exc, _OWN_FILES)
+    except BaseException:  # describing is best effort; the status is already known
+        message, frames, dropped = detail, [], 0
+    wire.send(FD, [kind, status, detail, message, frames, dropped])
+
+
+def _run(
+    namespace: dict[str, Any], code: Any, final: bool, filename: str = feedback.CELL_FILE
+) -> None:
     """Execute program or test code; ``final``: it is a whole test (fallback)."""
     try:
         if isinstance(code, str):
-            code = compile(code, "<cell>", "exec", dont_inherit=True)
+            code = compile(code, filename, "exec", dont_inherit=True)
         exec(code, namespace)
     except BaseException as exc:
-        wire.send(FD, ["raised" if final else "unloaded", *describe_exception(exc)])
+        _raised("raised" if final else "unloaded", exc)
         return
     if not final:
         return
+    _flush()
     wire.write_all(FD, wire.TOKEN_PLEASE)
     frame = wire.read_frame(FD)
     reply = marshal.loads(frame[1]) if frame is not None and frame[0] == wire.KIND_ORDER else None
@@ -131,8 +190,9 @@ def _evaluate(namespace: dict[str, Any], objects: _Objects, steps: list[list[Any
             else:
                 value = value[step[1]]
     except BaseException as exc:
-        wire.send(FD, ["raised", *describe_exception(exc)])
+        _raised("raised", exc)
         return
+    _flush()
     if _exactly_plain(value):
         try:
             answer = marshal.dumps(value, wire.MARSHAL_VERSION)
@@ -148,8 +208,9 @@ def _evaluate(namespace: dict[str, Any], objects: _Objects, steps: list[list[Any
         wire.send(FD, ["raised", "error", detail])
         return
     except BaseException as exc:  # iterating a generator runs program code
-        wire.send(FD, ["raised", *describe_exception(exc)])
+        _raised("raised", exc)
         return
+    _flush()  # the generator may have printed
     wire.write_frame(FD, wire.KIND_JSON, b'["ok",' + answer + b"]")
 
 

@@ -26,7 +26,7 @@ OFFLINE_BASE_TAG = "pairforge-sandbox-base:bookworm"
 DEBIAN_SUITE = "bookworm"
 PACKAGE_DIR = Path(__file__).resolve().parent
 RUNNER_MODULES = ("__init__.py", "runner.py", "cell.py", "judge.py", "split.py", "wire.py",
-                  "verdicts.py")  # fmt: skip
+                  "verdicts.py", "feedback.py")  # fmt: skip
 """The stdlib-only modules of ``sandbox`` that run inside the container (its ``sandbox/``)."""
 DOCKERFILE_PATH = PACKAGE_DIR.parent / "deploy" / "sandbox" / "Dockerfile"
 DIGEST_LABEL = "pairforge.runner-sha"

@@ -12,10 +12,16 @@ expressions, and tells the runner every outcome::
     judge -> runner   {"modes": ["split", "fallback", ...]}
     runner -> judge   {"op": "cell", "tests": [3]} + the cell's socket (SCM_RIGHTS)
     judge -> runner   {"index": 3, "status": "failed", "detail": "AssertionError"}
+                      ... "error": "AssertionError: f(1) == 3 is false; f(1) returned 2"
+                                                     (with feedback only: the request's
+                                                     "feedback" is true)
                       {"index": 3, "lost": true}     the cell's process ended first
                       {"index": 3, "unset": true}    it never came up (infrastructure)
 
-The runner trusts these, and only these, to say ``passed``.
+The runner trusts these, and only these, to say ``passed``. With feedback, the error
+text of a cell is made after its status is decided, from what the judge holds (the
+program's plain values, its handles' type names, the cell's report of an exception), in
+bounded work (``sandbox.feedback``): it cannot change the status.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ from collections.abc import Callable
 from types import CodeType
 from typing import Any, NoReturn
 
-from sandbox import split, wire
+from sandbox import feedback, split, wire
 from sandbox.verdicts import (
     ERROR,
     FALLBACK,
@@ -88,6 +94,7 @@ class Job:
         plans: list[CodeType | None],
         joined: list[bool],
         shared: bool,
+        feedback: bool = False,
     ) -> None:
         self.program = program
         self.program_code = program_code
@@ -101,6 +108,8 @@ class Job:
         (one of the two does not compile alone, or the program has ``__future__``
         imports)."""
         self.shared = shared
+        self.feedback = feedback
+        """Make an error text for every cell that does not pass."""
 
     @property
     def modes(self) -> list[str]:
@@ -113,7 +122,8 @@ class Planner:
     def __init__(self) -> None:
         self._plans: dict[tuple[str, frozenset[str]], CodeType | None] = {}
 
-    def job(self, program: str, tests: list[str], shared: bool, split_tests: bool) -> Job:
+    def job(self, program: str, tests: list[str], shared: bool, split_tests: bool,
+            feedback: bool = False) -> Job:  # fmt: skip
         tree = _parse(program)
         code = _compile(tree) if tree is not None else None
         names = split.bound_names(tree) if code is not None and tree is not None else frozenset()
@@ -130,6 +140,7 @@ class Planner:
             plans=plans,
             joined=joined,
             shared=shared,
+            feedback=feedback,
         )
 
     def _plan(self, test: str, names: frozenset[str]) -> CodeType | None:
@@ -147,22 +158,32 @@ class _Lost(BaseException):
     """The cell's process ended (or closed its pipe) before answering."""
 
 
+Outcome = tuple[str, str, str]
+"""A test's status, short detail and (with feedback) error text."""
+
+
 class _Unloaded(BaseException):
     """The program itself failed (while loading): every test of its cell has its outcome."""
 
-    def __init__(self, status: str, detail: str) -> None:
+    def __init__(self, status: str, detail: str, error: str = "") -> None:
         super().__init__(status, detail)
         self.status = status
         self.detail = detail
+        self.error = error
 
 
 class _Raised(BaseException):
     """The program raised; carries the status and detail its process reported."""
 
-    def __init__(self, status: str, detail: str) -> None:
+    def __init__(self, status: str, detail: str, error: str = "") -> None:
         super().__init__(status, detail)
         self.status = status
         self.detail = detail
+        self.error = error or detail
+
+    @property
+    def outcome(self) -> Outcome:
+        return self.status, self.detail, self.error
 
 
 class Opaque:
@@ -216,6 +237,11 @@ class _Channel:
         self.fd = fd
         self.loaded = False
         """Whether the program is known to have loaded (it says so only when it fails)."""
+        self.sources: dict[str, str] | None = None
+        """With feedback: the texts the cell runs, by file name (for tracebacks); else
+        None, and no error texts are made."""
+        self.calls: list[tuple[tuple[Any, ...], Any]] = []
+        """With feedback: the current test's latest remote expressions and their values."""
 
     def keep(self, value: Any) -> dict[str, Any]:
         """Encode one of this cell's objects as its handle (nothing else can cross)."""
@@ -288,16 +314,37 @@ class _Channel:
             if self.answer() != ["ready"]:
                 raise _Raised(ERROR, "the program's process answered out of protocol")
 
-    def outcome(self, message: list[Any]) -> tuple[str, str]:
+    def outcome(self, message: list[Any]) -> Outcome:
         """The status a ``["raised", ...]`` message stands for (any other: an error)."""
         if (
-            len(message) == 3
+            len(message) in (3, 6)
             and message[0] == "raised"
             and message[1] in RAISED_STATUSES
             and isinstance(message[2], str)
         ):
-            return message[1], short_detail(message[2])
-        return ERROR, f"the program's process answered out of protocol: {str(message)[:80]}"
+            detail = short_detail(message[2])
+            return message[1], detail, self._error_of(message, detail)
+        detail = f"the program's process answered out of protocol: {str(message)[:80]}"
+        return ERROR, detail, detail
+
+    def _error_of(self, message: list[Any], detail: str) -> str:
+        """The traceback text of a cell's exception report (its detail without one)."""
+        if self.sources is None:
+            return ""
+        if len(message) != 6 or not isinstance(message[3], str):
+            return detail
+        frames = [
+            (frame[0][:200], frame[1], frame[2][:200])
+            for frame in (message[4] if isinstance(message[4], list) else [])[-feedback.FRAMES :]
+            if isinstance(frame, list)
+            and len(frame) == 3
+            and isinstance(frame[0], str)
+            and type(frame[1]) is int
+            and isinstance(frame[2], str)
+        ]
+        dropped = message[5] if type(message[5]) is int and message[5] > 0 else 0
+        return feedback.format_trace(message[3][-feedback.FEEDBACK_CHARS :], frames, dropped,
+                                     self.sources)  # fmt: skip
 
     def remote(self, *steps: tuple[Any, ...]) -> Any:
         """Evaluate one of the program's expressions in its process; its plain value."""
@@ -317,6 +364,8 @@ class _Channel:
                 raise _Lost from exc
         reply = self.answer()
         if len(reply) == 2 and reply[0] == "ok":
+            if self.sources is not None:
+                self.calls = [*self.calls[-(feedback.CALLS_SHOWN - 1) :], (steps, reply[1])]
             return reply[1]
         raise _Raised(*self.outcome(reply))
 
@@ -357,7 +406,11 @@ def serve(control: socket.socket, requests: int) -> NoReturn:
                 os._exit(0)
             request = json.loads(frame[1])
             job = planner.job(
-                request["program"], request["tests"], request["shared"], request["split"]
+                request["program"],
+                request["tests"],
+                request["shared"],
+                request["split"],
+                bool(request.get("feedback")),
             )
             report({"modes": job.modes})
             continue
@@ -372,6 +425,20 @@ def serve(control: socket.socket, requests: int) -> NoReturn:
 def _judge_cell(job: Job, indexes: list[int], channel: _Channel, report: Report) -> None:
     """Load the program in one cell process and decide ``indexes`` on it, in order."""
     current = indexes[0]
+    sources: dict[str, str] | None = None
+    if job.feedback:
+        joined = not job.shared and job.joined[current]
+        cell_text = job.program + "\n" + job.tests[current] if joined else job.program
+        sources = {feedback.CELL_FILE: cell_text}
+    channel.sources = sources
+
+    def send(index: int, outcome: Outcome) -> None:
+        status, detail, error = outcome
+        message: dict[str, Any] = {"index": index, "status": status, "detail": detail}
+        if sources is not None:
+            message["error"] = "" if status == PASSED else feedback.error_text(error or detail)
+        report(message)
+
     try:
         # The program goes out at once (the pipe holds it until the cell reads it), so
         # the cell finds it waiting once it is set up.
@@ -392,43 +459,80 @@ def _judge_cell(job: Job, indexes: list[int], channel: _Channel, report: Report)
         return
     try:
         if not job.shared and job.joined[current]:
-            status, detail = _fallback_outcome(channel)
-            report({"index": current, "status": status, "detail": detail})
+            send(current, _fallback_outcome(channel))
             return
         for current in indexes:
-            status, detail = _decide(job, current, channel)
-            report({"index": current, "status": status, "detail": detail})
+            send(current, _decide(job, current, channel))
     except _Unloaded as failed:
         for index in indexes[indexes.index(current) :]:  # the program failed: so does each
-            report({"index": index, "status": failed.status, "detail": failed.detail})
+            send(index, (failed.status, failed.detail, failed.error))
     except _Lost:
         report({"index": current, "lost": True})
 
 
-def _decide(job: Job, index: int, channel: _Channel) -> tuple[str, str]:
+def _decide(job: Job, index: int, channel: _Channel) -> Outcome:
     plan = job.plans[index]
     if plan is None:
+        if channel.sources is not None:
+            channel.sources[feedback.TEST_FILE] = job.tests[index]
         channel.send(["run", job.tests[index]])
         return _fallback_outcome(channel)
     namespace = {"__builtins__": JUDGE_BUILTINS, split.REMOTE: channel.remote, split.SLICE: slice}
+    channel.calls = []
     try:
         exec(plan, namespace)
     except _Raised as raised:
-        return raised.status, raised.detail
+        return raised.outcome
     except (_Lost, _Unloaded):
         raise
     except BaseException as exc:
-        outcome = describe_exception(exc)
+        status, detail = describe_exception(exc)
+        # Decided above; the text is made from what the judge holds, in bounded work.
+        error = _judged_error(exc, job.tests[index], channel) if channel.sources is not None else ""
+        outcome = status, detail, error
     else:
-        outcome = PASSED, ""
+        outcome = PASSED, "", ""
     try:
         channel.sync()  # a program that failed to load fails the test, whatever it asked
     except _Raised as raised:
-        return raised.status, raised.detail
+        return raised.outcome
     return outcome
 
 
-def _fallback_outcome(channel: _Channel) -> tuple[str, str]:
+def _judged_error(exc: BaseException, test: str, channel: _Channel) -> str:
+    """The error text of a split test that failed in the judge's own evaluation.
+
+    ``AssertionError: add(1, 2) == 4 is false; add(1, 2) returned 3``: the assertion's
+    own message if it has one, the asserted expression, and the latest values the
+    program's expressions gave (plain values shown, the program's objects by type name).
+    """
+    try:
+        parts = [feedback.exception_message(exc)]
+        if isinstance(exc, AssertionError):
+            expression = _asserted(test)
+            if expression:
+                parts.append(f"{expression} is false")
+        parts += [f"{feedback.describe_call(steps)} {feedback.returned(value)}"
+                  for steps, value in channel.calls]  # fmt: skip
+        return "; ".join(parts)
+    except BaseException:  # best effort: the status is already decided
+        return describe_exception(exc)[1]
+
+
+def _asserted(test: str) -> str:
+    """The source of the expression ``test`` (one assert statement) asserts, cut."""
+    try:
+        statement = ast.parse(test).body[0]
+    except BaseException:
+        return ""
+    if not isinstance(statement, ast.Assert):
+        return ""
+    text = ast.get_source_segment(test, statement.test) or ""
+    text = " ".join(text.split())
+    return text if len(text) <= feedback.REPR_CHARS else text[: feedback.REPR_CHARS - 3] + "..."
+
+
+def _fallback_outcome(channel: _Channel) -> Outcome:
     """The outcome of a test the cell runs itself: ``passed`` only with the token's return."""
     token = os.urandom(16).hex()
     handed = 0
@@ -436,13 +540,14 @@ def _fallback_outcome(channel: _Channel) -> tuple[str, str]:
         try:
             message = channel.answer()
         except _Raised as raised:
-            return raised.status, raised.detail
+            return raised.outcome
         if message == ["token?"]:
             handed += 1
             channel.send(["token", token])
             continue
         if len(message) == 2 and message[0] == "ran":
             if handed == 1 and message[1] == token:
-                return PASSED, ""
-            return ERROR, "the test's process reported a return it did not make"
+                return PASSED, "", ""
+            detail = "the test's process reported a return it did not make"
+            return ERROR, detail, detail
         return channel.outcome(message)

@@ -43,6 +43,11 @@ class MatrixProblem(BaseModel):
     budget_s: float | None = Field(
         default=None, gt=0, description="Time budget of this problem; None: the builder's."
     )
+    feedback: bool = Field(
+        default=False,
+        description="Return each failing cell's error text and captured output "
+        "(MatrixResult.errors and .outputs; see ExecutionRequest.feedback).",
+    )
 
 
 class MatrixTimings(BaseModel):
@@ -61,6 +66,16 @@ class MatrixResult(BaseModel):
     details: list[list[str]] = Field(description="Short detail per cell (empty when passed).")
     timings: MatrixTimings = Field(description="Wall and container time spent.")
     budget_exceeded: bool = Field(description="Some cells were not run: the budget ran out.")
+    errors: list[list[str]] = Field(
+        default_factory=list,
+        description="With feedback: per program, per test, the cell's error text (empty "
+        "when passed; see ExecutionResult.errors). Empty rows without feedback.",
+    )
+    outputs: list[list[str]] = Field(
+        default_factory=list,
+        description="With feedback: per program, per test, what the cell printed (empty "
+        "when passed; see ExecutionResult.outputs). Empty rows without feedback.",
+    )
     fallback_cells: int = Field(
         default=0,
         ge=0,
@@ -89,6 +104,8 @@ class _Open:
             problem_id=self.problem.problem_id,
             status=[list(row.statuses) for row in rows],
             details=[list(row.details) for row in rows],
+            errors=[list(row.errors) for row in rows],
+            outputs=[list(row.outputs) for row in rows],
             timings=MatrixTimings(
                 wall_s=wall,
                 sandbox_s=sum(row.duration_s for row in rows),
@@ -152,6 +169,8 @@ class MatrixBuilder:
                         problem_id=problem.problem_id,
                         status=[[] for _ in problem.programs],
                         details=[[] for _ in problem.programs],
+                        errors=[[] for _ in problem.programs],
+                        outputs=[[] for _ in problem.programs],
                         timings=MatrixTimings(wall_s=0.0, sandbox_s=0.0, cells=0),
                         budget_exceeded=False,
                     )
@@ -190,7 +209,7 @@ class MatrixBuilder:
                 row = self._run_program(state, index)
             except Exception as exc:  # a dying worker would leave its problem open forever
                 logger.exception("matrix worker failed on %s", state.problem.problem_id)
-                row = _not_run(len(state.problem.tests), f"sandbox failure: {exc}"[:200])
+                row = _not_run(state.problem, f"sandbox failure: {exc}"[:200])
             with state.lock:
                 state.rows[index] = row
                 state.pending -= 1
@@ -209,7 +228,7 @@ class MatrixBuilder:
         tests = state.problem.tests
         if remaining <= 0:
             reason = f"not run: the problem's time budget of {state.budget_s:g} s ran out"
-            return _not_run(len(tests), reason, budget_exceeded=True)
+            return _not_run(state.problem, reason, budget_exceeded=True)
         request = ExecutionRequest(
             program=state.problem.programs[index],
             tests=tests,
@@ -217,13 +236,17 @@ class MatrixBuilder:
             isolation=self._isolation,
             budget_s=remaining,
             split=self._split,
+            feedback=state.problem.feedback,
         )
         return self._pool.run(request)
 
 
-def _not_run(n_tests: int, reason: str, budget_exceeded: bool = False) -> ExecutionResult:
+def _not_run(problem: MatrixProblem, reason: str, budget_exceeded: bool = False) -> ExecutionResult:
+    n_tests = len(problem.tests)
     return ExecutionResult(
         statuses=[CellStatus.SANDBOX_ERROR] * n_tests,
         details=[reason] * n_tests,
         budget_exceeded=budget_exceeded,
+        errors=[reason] * n_tests if problem.feedback else [],
+        outputs=[""] * n_tests if problem.feedback else [],
     )

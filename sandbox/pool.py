@@ -159,7 +159,7 @@ class ContainerPool:
                 request_id = next(self._request_ids)
                 line = encode_request(request_id, attempt_request, self.config.limits)
                 reply = container.call(line, deadline)
-                answer = decode_answer(reply, request_id, len(request.tests))
+                answer = decode_answer(reply, request_id, len(request.tests), request.feedback)
                 if answer.retire:  # it could not clean up after this request: replace it
                     self._discard(slot)
             except SandboxError as exc:
@@ -176,6 +176,8 @@ class ContainerPool:
                 duration_s=time.monotonic() - started,
                 attempts=attempt,
                 budget_exceeded=answer.budget_exceeded,
+                errors=answer.errors,
+                outputs=answer.outputs,
             )
         detail = f"sandbox failed {self.config.retries + 1} times: {last_problem}"[:200]
         return ExecutionResult(
@@ -183,6 +185,7 @@ class ContainerPool:
             details=[detail] * len(request.tests),
             duration_s=time.monotonic() - started,
             attempts=self.config.retries + 1,
+            **host_feedback(request, detail),
         )
 
     def live_containers(self) -> list[Container]:
@@ -248,4 +251,12 @@ def _budget_spent(request: ExecutionRequest, started: float, attempts: int) -> E
         duration_s=time.monotonic() - started,
         attempts=attempts,
         budget_exceeded=True,
+        **host_feedback(request, reason),
     )
+
+
+def host_feedback(request: ExecutionRequest, reason: str) -> dict[str, list[str]]:
+    """``errors`` and ``outputs`` of a result the host made up (no cell ran): the reason."""
+    if not request.feedback:
+        return {}
+    return {"errors": [reason] * len(request.tests), "outputs": [""] * len(request.tests)}

@@ -9,8 +9,11 @@ raises ``ContainerLost`` and the pool replaces it.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
+from sandbox import feedback
 from sandbox.errors import ContainerLost
 from sandbox.limits import SandboxLimits
 from sandbox.runner import PROTOCOL
@@ -30,6 +33,9 @@ class RunnerAnswer:
     modes: list[CellMode]
     retire: bool
     budget_exceeded: bool
+    errors: list[str]
+    """Per test with feedback (cut again here: the container is not trusted); else empty."""
+    outputs: list[str]
 
 
 def encode_request(request_id: int, request: ExecutionRequest, limits: SandboxLimits) -> bytes:
@@ -49,6 +55,8 @@ def encode_request(request_id: int, request: ExecutionRequest, limits: SandboxLi
             "nofile": limits.nofile,
         },
     }
+    if request.feedback:  # absent otherwise: a pass matrix's lines stay as they were
+        message["feedback"] = True
     return json.dumps(message).encode() + b"\n"
 
 
@@ -75,8 +83,13 @@ def is_ready(line: bytes) -> bool:
     return isinstance(message, dict) and message == {"ready": True, "protocol": PROTOCOL}
 
 
-def decode_answer(line: bytes, request_id: int, n_tests: int) -> RunnerAnswer:
+def decode_answer(
+    line: bytes, request_id: int, n_tests: int, with_feedback: bool = False
+) -> RunnerAnswer:
     """Check and decode the runner's answer to request ``request_id`` with ``n_tests`` tests.
+
+    With feedback, the answer must carry ``errors`` and ``outputs`` (strings, one per
+    test), each cut here to its bound whatever the runner sent.
 
     Raises:
         ContainerLost: the line is not a well-formed answer to that request.
@@ -106,10 +119,32 @@ def decode_answer(line: bytes, request_id: int, n_tests: int) -> RunnerAnswer:
         decoded_modes = [CellMode(mode) for mode in modes]
     except ValueError as exc:
         raise ContainerLost(f"answer {request_id} has an unknown status or mode: {exc}") from exc
+    errors: list[str] = []
+    outputs: list[str] = []
+    if with_feedback:
+        errors = _texts(message, "errors", request_id, n_tests, feedback.error_text)
+        outputs = _texts(message, "outputs", request_id, n_tests, feedback.output_text)
     return RunnerAnswer(
         statuses=decoded,
         details=[str(detail) for detail in details],
         modes=decoded_modes,
         retire=bool(message.get("retire")),
         budget_exceeded=bool(message.get("budget_exceeded")),
+        errors=errors,
+        outputs=outputs,
     )
+
+
+def _texts(message: dict[str, Any], key: str, request_id: int, n_tests: int,
+           cut: Callable[[str], str]) -> list[str]:  # fmt: skip
+    """The answer's list of ``n_tests`` strings under ``key``, each ``cut``."""
+    values = message.get(key)
+    if not isinstance(values, list) or len(values) != n_tests:
+        seen = len(values) if isinstance(values, list) else type(values).__name__
+        raise ContainerLost(
+            f"expected {key} of {n_tests} tests in answer {request_id} (feedback was "
+            f"asked for), got {seen}"
+        )
+    if not all(isinstance(value, str) for value in values):
+        raise ContainerLost(f"answer {request_id} has {key} that are not all strings")
+    return [cut(value) for value in values]

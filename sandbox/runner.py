@@ -5,14 +5,23 @@ PID 1 of its container (the image's entry point) and run as root with exactly CA
 CAP_SETGID and CAP_KILL; it refuses to start otherwise.
 
 Protocol (one JSON object per line, on the runner's own stdin/stdout, which no cell can
-reach: every cell gets /dev/null as stdin, stdout and stderr)::
+reach: every cell gets /dev/null as stdin, and as stdout and stderr too unless feedback
+is on, when they are a pipe only the runner reads)::
 
-    runner -> host   {"ready": true, "protocol": 2}                                  once
+    runner -> host   {"ready": true, "protocol": 3}                                  once
     host -> runner   {"id": 7, "program": "...", "tests": ["assert ..."],
                       "timeout_s": 1.0, "isolation": "process", "limits": {...},
                       "budget_s": null, "split": true}
     runner -> host   {"id": 7, "statuses": ["passed", ...], "details": ["", ...],
                       "modes": ["split", ...], "retire": false, "budget_exceeded": false}
+    (a request with "feedback": true (absent otherwise) gets "errors": ["", ...] and
+    "outputs": ["", ...] in its answer as well)
+
+Feedback (``sandbox.feedback``): per test, the error text the judge made (or how the
+cell's process ended) and what the cell printed, both empty for a test that passed. The
+runner reads the cell's output pipe without blocking and keeps only its last
+``OUTPUT_BYTES`` (however much the program prints); in shared mode the output read up to
+a test's outcome is that test's (the program's own prints go with the first).
 
 Who may say ``passed`` (issue 9): the code under test never shares an address space with
 anything that can vouch for a result. Four kinds of process run here:
@@ -67,10 +76,10 @@ import sys
 import time
 from typing import Any, NoReturn
 
-from sandbox import cell, wire
-from sandbox.verdicts import MEMORY, SANDBOX_ERROR, TIMEOUT, verdict_from_exit
+from sandbox import cell, feedback, wire
+from sandbox.verdicts import MEMORY, PASSED, SANDBOX_ERROR, TIMEOUT, verdict_from_exit
 
-PROTOCOL = 2
+PROTOCOL = 3
 """Version of the host <-> runner protocol; ``sandbox.protocol`` uses this very constant."""
 # The host gives every container its own cell uid (used as the gid too) in this variable:
 # the kernel counts RLIMIT_NPROC per uid across the whole host, so cells of containers
@@ -96,6 +105,9 @@ PLAN_LIMIT_S = 60.0
 # How long a judge cut off mid-test may take to notice that its cell was killed.
 JUDGE_GRACE_S = 0.05
 ANSWER_BYTES = 1 << 16
+# Reads of a cell's output pipe per wake-up (64 KiB each): a program printing without
+# end must not keep the runner from its deadlines.
+OUTPUT_READS = 16
 EXIT_REPORT = struct.Struct("=ii")
 """The template's report of a cell process's end: its pid and wait status."""
 
@@ -145,8 +157,8 @@ def cpu_limit_s(timeout_s: float, tests_per_child: int) -> int:
     return int(timeout_s * tests_per_child) + 1
 
 
-Outcome = tuple[str, str]
-"""A test's (status, detail)."""
+Outcome = tuple[str, str, str, str]
+"""A test's (status, detail, error, output); the last two are empty without feedback."""
 
 
 def outcomes_of(indexes: list[int], records: dict[int, Outcome], end: Outcome | None,
@@ -160,7 +172,7 @@ def outcomes_of(indexes: list[int], records: dict[int, Outcome], end: Outcome | 
             None if it was stopped between tests because the budget ran out.
         over_budget: stopped for the budget: tests without a record were never run.
     """
-    outcomes: list[tuple[str, str]] = []
+    outcomes: list[Outcome] = []
     for index in indexes:
         if index in records:
             outcomes.append(records[index])
@@ -189,25 +201,32 @@ def _oom_score(value: bytes) -> None:
     os.close(adj)
 
 
-def _become_cell(limits: list[tuple[int, tuple[int, int]]], fd: int, cell_uid: int) -> NoReturn:
+def _become_cell(limits: list[tuple[int, tuple[int, int]]], fds: list[int],
+                 cell_uid: int) -> NoReturn:  # fmt: skip
     """In a fork of the template: set up one cell process and serve its judge.
 
     The template has already put /dev/null on 0, 1 and 2 and /work as the working
     directory; what is left is as little work as possible (every page this forked process
-    touches is a copy-on-write fault: most of a cell's cost).
+    touches is a copy-on-write fault: most of a cell's cost). ``fds``: the socket to the
+    judge, and with feedback the write end of the runner's output pipe.
     """
+    capture = len(fds) == 2
     try:
         os.setsid()
         _oom_score(b"1000")
         for kind, value in limits:
             resource.setrlimit(kind, value)
+        if capture:  # before the socket moves to cell.FD, which may be the pipe's number
+            os.dup2(fds[1], 1)
+            os.dup2(fds[1], 2)
+        fd = fds[0]
         if fd != cell.FD:
             os.dup2(fd, cell.FD)
         os.closerange(cell.FD + 1, 1 << 16)
         _drop_to(cell_uid)
     except BaseException:
         os._exit(71)  # it never says "up": the judge reports the set-up as failed
-    cell.serve()
+    cell.serve(capture)
 
 
 def _cell_limits(spec: dict[str, int]) -> list[tuple[int, tuple[int, int]]]:
@@ -244,15 +263,16 @@ def _template_main(control: socket.socket, devnull: int, cell_uid: int) -> NoRet
                 _, status = os.waitpid(pid, 0)
                 control.send(EXIT_REPORT.pack(pid, status))
                 continue
-            data, fds, _, _ = socket.recv_fds(control, 1 << 12, 1)
+            data, fds, _, _ = socket.recv_fds(control, 1 << 12, 2)
             if not data:
                 os._exit(0)
             if data not in specs:  # the same few, request after request
                 specs[data] = _cell_limits(json.loads(data))
             pid = os.fork()
             if pid == 0:  # pragma: no cover - the cell process
-                _become_cell(specs[data], fds[0], cell_uid)
-            os.close(fds[0])
+                _become_cell(specs[data], fds, cell_uid)
+            for fd in fds:  # the pipe's write end must live only in cells (EOF after them)
+                os.close(fd)
             pidfd = os.pidfd_open(pid)
             cells[pidfd] = pid
             poller.register(pidfd, select.POLLIN)
@@ -345,10 +365,11 @@ class Runner:
         limits: dict[str, Any] = request["limits"]
         shared = request.get("isolation") == "shared"
         budget_s = request.get("budget_s")
+        with_feedback = bool(request.get("feedback", False))
         stop_at = None if budget_s is None else time.monotonic() + float(budget_s)
         self._request = json.dumps(
             {"program": request["program"], "tests": tests, "shared": shared,
-             "split": bool(request.get("split", True))}
+             "split": bool(request.get("split", True)), "feedback": with_feedback}
         ).encode()  # fmt: skip
         modes = self._plan()
         outcomes: list[Outcome] = []
@@ -360,21 +381,33 @@ class Runner:
                 break
             start = len(outcomes)
             indexes = list(range(start, len(tests))) if shared else [start]
-            outcomes.extend(self._run_cell(indexes, shared, timeout_s, limits, stop_at))
+            outcomes.extend(
+                self._run_cell(indexes, shared, timeout_s, limits, stop_at, with_feedback)
+            )
             clean = self._clean_up()
         if over_budget:
             reason = f"not run: the time budget of {budget_s:g} s ran out"
         else:
             reason = "not run: the sandbox could not be cleaned after an earlier test"
-        outcomes.extend([(SANDBOX_ERROR, reason)] * (len(tests) - len(outcomes)))
-        return {
+        outcomes.extend([(SANDBOX_ERROR, reason, reason, "")] * (len(tests) - len(outcomes)))
+        response = {
             "id": request.get("id"),
-            "statuses": [status for status, _ in outcomes],
-            "details": [detail for _, detail in outcomes],
+            "statuses": [outcome[0] for outcome in outcomes],
+            "details": [outcome[1] for outcome in outcomes],
             "modes": modes,
             "retire": not clean,
             "budget_exceeded": over_budget,
         }
+        if with_feedback:
+            passed = [outcome[0] == PASSED for outcome in outcomes]
+            response["errors"] = [
+                "" if ok else feedback.error_text(outcome[2])
+                for ok, outcome in zip(passed, outcomes, strict=True)
+            ]
+            response["outputs"] = [
+                "" if ok else outcome[3] for ok, outcome in zip(passed, outcomes, strict=True)
+            ]
+        return response
 
     def _plan(self) -> list[str]:
         """Give the judge the current request (starting one if needed); the tests' modes."""
@@ -398,12 +431,14 @@ class Runner:
     # ----------------------------------------------------------------- one cell process
 
     def _run_cell(self, indexes: list[int], shared: bool, timeout_s: float,
-                  limits: dict[str, Any], stop_at: float | None) -> list[Outcome]:  # fmt: skip
+                  limits: dict[str, Any], stop_at: float | None,
+                  with_feedback: bool = False) -> list[Outcome]:  # fmt: skip
         """Start a cell process for ``indexes`` and have the judge decide them.
 
         Tests after one that timed out or crashed a shared cell are left for the caller to
         run in a fresh one. A shared cell is stopped at the first outcome read after
         ``stop_at`` (it starts no further test), so it may return no outcome at all then.
+        With feedback, the cell's stdout and stderr are a pipe read here as it goes.
         """
         template = self._template
         if template is None:
@@ -414,12 +449,29 @@ class Runner:
         if judge_peer is None:
             raise _JudgeLost("no judge")
         spec = json.dumps(dict(limits, cpu_s=cpu_limit_s(timeout_s, len(indexes)))).encode()
+        output = _OutputPipe() if with_feedback else None
         for_cell, for_judge = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         with for_cell, for_judge:
-            socket.send_fds(template.control, [spec], [for_cell.fileno()])
+            fds = [for_cell.fileno()] if output is None else [for_cell.fileno(), output.writer]
+            try:
+                socket.send_fds(template.control, [spec], fds)
+            finally:
+                if output is not None:
+                    output.close_writer()
             order = json.dumps({"op": "cell", "tests": indexes}).encode()
             socket.send_fds(judge_peer.control, [order], [for_judge.fileno()])
+        try:
+            return self._watch_cell(
+                indexes, shared, timeout_s, stop_at, template, judge_peer, output
+            )
+        finally:
+            if output is not None:
+                output.close()
 
+    def _watch_cell(self, indexes: list[int], shared: bool, timeout_s: float,
+                    stop_at: float | None, template: _Peer, judge_peer: _Peer,
+                    output: _OutputPipe | None) -> list[Outcome]:  # fmt: skip
+        """Collect the outcomes of a started cell process (``_run_cell``)."""
         records: dict[int, Outcome] = {}
         ended: str | None = None  # why the judge stopped before deciding every test
         cell_status: int | None = None
@@ -430,6 +482,8 @@ class Runner:
         poller = select.poll()
         poller.register(judge_peer.control, select.POLLIN)
         poller.register(template.control, select.POLLIN)
+        if output is not None:
+            poller.register(output.fd, select.POLLIN)
         while len(records) < len(indexes) and ended is None and not over_budget:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -439,12 +493,23 @@ class Runner:
                 if fd == template.control.fileno():
                     cell_status = self._cell_report(template)
                     continue
+                if output is not None and fd == output.fd:
+                    if not output.drain(OUTPUT_READS):
+                        poller.unregister(fd)  # every writer is gone
+                    continue
                 data = judge_peer.receive()
                 message = json.loads(data) if data else {}
                 if not data:
                     ended = "judge died"
                 elif "status" in message:
-                    records[message["index"]] = (message["status"], message["detail"])
+                    printed = ""
+                    if output is not None:  # written before the outcome: already in the pipe
+                        output.drain(OUTPUT_READS)
+                        printed = output.tail.take()
+                    error = str(message.get("error", ""))
+                    records[message["index"]] = (
+                        message["status"], message["detail"], error, printed
+                    )  # fmt: skip
                     now = time.monotonic()
                     deadline = now + timeout_s
                     over_budget = stop_at is not None and now >= stop_at
@@ -458,14 +523,20 @@ class Runner:
         if cell_status is None:
             cell_status = self._cell_report(template, wait=True)
         oom = self._oom_rose()
-        end: Outcome | None
+        ending: tuple[str, str]
         if ended == "unset":
-            end = (SANDBOX_ERROR, "the cell process could not be set up")
+            ending = (SANDBOX_ERROR, "the cell process could not be set up")
         elif ended == "judge died":
-            end = _judge_death(judge_status, oom)
+            ending = _judge_death(judge_status, oom)
         else:
             killed = oom and cell_status is not None and os.WIFSIGNALED(cell_status)
-            end = verdict_from_exit(cell_status, timed_out, timeout_s, killed)
+            ending = verdict_from_exit(cell_status, timed_out, timeout_s, killed)
+        printed = ""
+        if output is not None:  # the cell's processes are dead: what is left is all there is
+            output.drain(4 * OUTPUT_READS)
+            printed = output.tail.take()
+        error = feedback.timeout_text(timeout_s) if timed_out else ending[1]
+        end: Outcome | None = (*ending, error if output is not None else "", printed)
         if over_budget:
             end = None
         return outcomes_of(indexes, records, end, over_budget)
@@ -647,6 +718,41 @@ def _judge_death(status: int | None, oom: bool) -> tuple[str, str]:
         if os.WTERMSIG(status) == signal.SIGKILL and oom:
             return MEMORY, "killed by the container's memory limit"
     return SANDBOX_ERROR, f"the judge process ended unexpectedly (wait status {status})"
+
+
+class _OutputPipe:
+    """The pipe a cell's stdout and stderr go to (feedback only); the runner reads its tail.
+
+    Only the read end is non-blocking: the program's writes block while the pipe is full,
+    as they would on a terminal, and never fail.
+    """
+
+    def __init__(self) -> None:
+        self.fd, self.writer = os.pipe()
+        os.set_blocking(self.fd, False)
+        self.tail = feedback.OutputTail()
+
+    def close_writer(self) -> None:
+        """Drop the runner's copy of the write end (it is sent to the template first)."""
+        if self.writer >= 0:
+            os.close(self.writer)
+            self.writer = -1
+
+    def drain(self, reads: int) -> bool:
+        """Read what is there, at most ``reads`` chunks; False once every writer is gone."""
+        for _ in range(reads):
+            try:
+                chunk = os.read(self.fd, 1 << 16)
+            except BlockingIOError:
+                return True
+            if not chunk:
+                return False
+            self.tail.add(chunk)
+        return True
+
+    def close(self) -> None:
+        self.close_writer()
+        os.close(self.fd)
 
 
 class _TemplateLost(Exception):

@@ -71,6 +71,12 @@ class ExecutionRequest(BaseModel):
         "reach (the default). False runs every test on the fallback path, in the "
         "program's own process: only for measuring what the split costs.",
     )
+    feedback: bool = Field(
+        default=False,
+        description="Also return, per test that does not pass, its error text and what the "
+        "program printed (ExecutionResult.errors and .outputs), for refinement prompts. Off "
+        "by default: pass matrices do not need it.",
+    )
 
 
 class ExecutionResult(BaseModel):
@@ -92,4 +98,22 @@ class ExecutionResult(BaseModel):
     attempts: int = Field(default=1, ge=1, description="Containers tried (retries + 1).")
     budget_exceeded: bool = Field(
         default=False, description="Some tests were not run because budget_s ran out."
+    )
+    errors: list[str] = Field(
+        default_factory=list,
+        description="With feedback, per test (same length as statuses): for a test that did "
+        "not pass, its error text: the traceback tail with the exception line last, or for "
+        "a false assert judged outside the program what the program's calls returned "
+        "('AssertionError: add(1, 2) == 4 is false; add(1, 2) returned 3'), or how the "
+        "process ended ('timed out after 1 s ...'); at most FEEDBACK_LINES lines and "
+        "FEEDBACK_CHARS characters, the end kept. Empty for passed tests; an empty list "
+        "without feedback. Untrusted text: for prompts only.",
+    )
+    outputs: list[str] = Field(
+        default_factory=list,
+        description="With feedback, per test (same length as statuses): for a test that did "
+        "not pass, what the program and the test wrote to stdout and stderr (one stream), "
+        "the last OUTPUT_CHARS characters; bytes that are not UTF-8 are replacement "
+        "characters, control characters are kept. Empty for passed tests; an empty list "
+        "without feedback. Untrusted text: for prompts only.",
     )
