@@ -131,7 +131,13 @@ class SamplerConfig(_Section):
         "endpoint) or `replay` (pre-generated completions in the source rows)."
     )
     model: str = Field(default="", description="Model name or path (vllm, openai).")
-    k: int = Field(default=10, ge=1, le=1000, description="Code (and test) samples per problem.")
+    k: int = Field(
+        default=10,
+        ge=1,
+        le=1000,
+        description="Code (and test) samples per problem; in `target_dpo` mode the "
+        "trajectories per problem (1 unless set).",
+    )
     temperature: float = Field(
         default=1.5, ge=0.0, le=5.0, description="Sampling temperature (Focused-DPO uses 1.5)."
     )
@@ -258,6 +264,32 @@ class PairsConfig(_Section):
     max_rounds: int = Field(
         default=5, ge=1, le=20, description="Target-DPO: refinement rounds at most."
     )
+    feedback_chars: int = Field(
+        default=2000,
+        ge=200,
+        le=20_000,
+        description="Target-DPO: most characters of execution feedback in one refinement "
+        "prompt (failing tests, error messages or traceback tails, captured output).",
+    )
+    feedback_tests: int = Field(
+        default=5, ge=1, le=100, description="Target-DPO: failing tests shown in the feedback."
+    )
+    max_diff_lines: int = Field(
+        default=20, ge=1, description="Target-DPO: drop a pair whose D- has more lines."
+    )
+    max_tokens: int = Field(
+        default=2048,
+        ge=1,
+        description="Target-DPO: drop a pair whose chosen or rejected side is longer, in "
+        "tokens estimated as ceil(UTF-8 bytes / 3) (code BPEs average 3-4 bytes a token, "
+        "so the estimate errs towards dropping).",
+    )
+    empty_diff: Literal["keep", "drop"] = Field(
+        default="keep",
+        description="Target-DPO: a pair whose rejected side only lacks lines (D- empty, a "
+        "pure insertion fix) has nothing to weight on the rejected side; the paper keeps "
+        "it, `drop` removes it.",
+    )
     max_sandbox_error_frac: float = Field(
         default=0.2, ge=0, le=1, description="Skip a problem with more sandbox_error cells."
     )
@@ -296,6 +328,25 @@ class JobSpec(_Section):
     pairs: PairsConfig = Field(default_factory=PairsConfig, description="Pair selection.")
     output: OutputConfig = Field(description="Where shards and the manifest go.")
     handoff: HandoffConfig | None = Field(default=None, description="Optional training hand-off.")
+
+    @model_validator(mode="after")
+    def _refinement_needs_a_model(self) -> JobSpec:
+        if self.pairs.method is PairMethod.TARGET_DPO and self.sampler.kind is SamplerKind.REPLAY:
+            raise ValueError(
+                "pairs.method `target_dpo` refines failing code with a model, and sampler kind "
+                "`replay` only has recorded completions; use sampler kind `openai` (any "
+                "OpenAI-compatible endpoint) or `vllm`"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _one_trajectory_unless_asked(self) -> JobSpec:
+        # k=10 suits ranking many candidates; a refinement trajectory is one model call
+        # per round, so target_dpo starts from one per problem unless k is given.
+        if self.pairs.method is PairMethod.TARGET_DPO and "k" not in self.sampler.model_fields_set:
+            sampler = self.sampler.model_copy(update={"k": 1})
+            object.__setattr__(self, "sampler", sampler)
+        return self
 
     @model_validator(mode="after")
     def _synthesized_problems_are_sampled(self) -> JobSpec:

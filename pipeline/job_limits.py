@@ -24,7 +24,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.config import JobSpec, SamplerKind
 from pipeline.errors import JobSpecError
-from pipeline.records import PairMethod
 
 ENV_PREFIX = "PAIRFORGE_"
 """Prefix of the environment variables that set the limits (``PAIRFORGE_MAX_PIDS``...)."""
@@ -200,11 +199,6 @@ def sample_count_problem(problems: int, spec: JobSpec, limits: JobLimits) -> str
 def unrunnable_reasons(spec: JobSpec) -> list[str]:
     """One line per part of ``spec`` that this version of the build cannot run."""
     reasons = []
-    if spec.pairs.method is PairMethod.TARGET_DPO:
-        reasons.append(
-            "pairs.method: `target_dpo` needs the refinement loop, which this version does "
-            "not run yet; use `focused_dpo`"
-        )
     if spec.handoff is not None:
         reasons.append(
             "handoff: the training hand-off is not available in this version; remove the "

@@ -5,8 +5,8 @@ subsequence of lines, D- the lines of the rejected (earlier) version outside it
 (ALGORITHMS.md §2.1 steps 5-6, §5.8). Unlike the official code's ``difflib.ndiff``
 (Ratcliff-Obershelp with ``autojunk``), this is an exact LCS. Pure: no I/O.
 
-The paper's token-length filter (y+ or y- longer than 2048 tokens) needs the training
-tokenizer, so it is the trainer's business and is not applied here.
+The paper's token-length filter (y+ or y- longer than 2048 tokens) is applied with the
+pair, in ``pipeline.refinement``.
 """
 
 from __future__ import annotations
@@ -175,14 +175,20 @@ def _ast_dump(code: str) -> str | None:
 
 
 def codeflow_filter(
-    chosen: str, rejected: str, d_minus: list[LineSpan], *, max_diff_lines: int = 20
+    chosen: str,
+    rejected: str,
+    d_minus: list[LineSpan],
+    *,
+    max_diff_lines: int = 20,
+    drop_empty: bool = False,
 ) -> FilterReason | None:
     """Why the paper's rule-based filters drop a CodeFlow pair, or None to keep it.
 
     Checks, in order (ALGORITHMS.md §2.1 step 6, §5.8):
 
     - ``empty_diff``: D- is empty (the rejected version only lacks lines, so the
-      Target-DPO rejected mask would be empty);
+      Target-DPO rejected mask would be empty). Not one of the paper's filters, which keep
+      such pure-insertion fixes: only with ``drop_empty``;
     - ``comment_only``: every D- line is a comment or blank, judged with ``tokenize``
       (a line-by-line ``#`` check when the rejected code cannot be tokenized);
     - ``too_many_lines``: D- has more than ``max_diff_lines`` lines;
@@ -194,10 +200,13 @@ def codeflow_filter(
         rejected: the earlier version.
         d_minus: D- of ``line_diff(chosen, rejected)``.
         max_diff_lines: most D- lines a kept pair may have (20 in the paper).
+        drop_empty: drop a pair whose D- is empty (``empty_diff``) instead of keeping it.
     """
-    if not d_minus:
-        return "empty_diff"
     r = _split(rejected)
+    if not d_minus:
+        if drop_empty:
+            return "empty_diff"
+        return "identical_ast" if _same_ast(chosen, r) else None
     code_lines = _code_lines(r)
     if code_lines is None:
         comment_only = all(_is_comment_or_blank(r.lines[s.line]) for s in d_minus)
@@ -207,10 +216,12 @@ def codeflow_filter(
         return "comment_only"
     if len(d_minus) > max_diff_lines:
         return "too_many_lines"
+    return "identical_ast" if _same_ast(chosen, r) else None
+
+
+def _same_ast(chosen: str, rejected: _Lines) -> bool:
     chosen_ast = _ast_dump(_split(chosen).code)
-    if chosen_ast is not None and chosen_ast == _ast_dump(r.code):
-        return "identical_ast"
-    return None
+    return chosen_ast is not None and chosen_ast == _ast_dump(rejected.code)
 
 
 def select_earlier_version(n_versions: int, seed: int) -> int:

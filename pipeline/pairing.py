@@ -19,7 +19,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from pipeline.config import PairsConfig
 from pipeline.error_points import focus_spans, prefix_mid_suffix
 from pipeline.errors import ContractViolation
-from pipeline.line_diff import codeflow_filter, line_diff, select_earlier_version
 from pipeline.ranking.base import cells_with
 from pipeline.records import (
     Candidates,
@@ -31,13 +30,8 @@ from pipeline.records import (
     SkipReason,
     StatusMatrix,
 )
-from pipeline.seeding import derive_seed
 
 logger = logging.getLogger(__name__)
-
-TARGET_DPO_RANKER = "refinement"
-"""``ranker`` of Target-DPO pairs: the versions are ordered by refinement, not by a ranker;
-the chosen version passes every test (score 1.0), the rejected one does not (0.0)."""
 
 
 class PairSelection(BaseModel):
@@ -240,63 +234,3 @@ def select_focused_pairs(
         if len(pairs) == config.pairs_per_problem:
             break
     return outcome(pairs, None if pairs else SkipReason.NO_DISTINCT_PAIR)
-
-
-def target_pair(
-    problem_id: str,
-    prompt: str,
-    versions: Sequence[str],
-    *,
-    seed: int,
-    job_id: str,
-    generation: GenerationInfo,
-    max_diff_lines: int = 20,
-) -> PreferencePair | SkipReason:
-    """The Target-DPO pair of one refinement trajectory (ALGORITHMS.md §2.1 steps 4-6).
-
-    The last version (which the caller has checked passes; otherwise the problem is
-    ``NOT_REFINED``) is chosen; one earlier version, drawn uniformly with a seed derived
-    from ``(seed, problem_id)`` so every problem draws independently and reproducibly, is
-    rejected. As in the paper one draw is made: if the filters drop it, the problem is
-    ``FILTERED`` rather than retried with another version.
-
-    Args:
-        problem_id: the problem.
-        prompt: prompt text stored with the pair.
-        versions: v0 ... vT, the code of each round, final (passing) version last.
-        seed: the job's base seed.
-        job_id: job the pair belongs to.
-        generation: provenance of the samples.
-        max_diff_lines: most D- lines a kept pair may have.
-
-    Returns:
-        The pair, or ``NO_INCORRECT`` when the first version already passed (no earlier
-        version exists), or ``FILTERED`` when a rule-based filter drops the pair.
-    """
-    if len(versions) < 2:
-        return SkipReason.NO_INCORRECT
-    rejected_index = select_earlier_version(
-        len(versions), derive_seed("target_dpo", seed, problem_id)
-    )
-    chosen, rejected = versions[-1], versions[rejected_index]
-    d_plus, d_minus = line_diff(chosen, rejected)
-    reason = codeflow_filter(chosen, rejected, d_minus, max_diff_lines=max_diff_lines)
-    if reason is not None:
-        logger.debug("problem %s: version %d filtered out (%s)", problem_id, rejected_index, reason)
-        return SkipReason.FILTERED
-    return PreferencePair(
-        job_id=job_id,
-        problem_id=problem_id,
-        method=PairMethod.TARGET_DPO,
-        prompt=prompt,
-        chosen=chosen,
-        rejected=rejected,
-        chosen_lines=d_plus,
-        rejected_lines=d_minus,
-        chosen_score=1.0,
-        rejected_score=0.0,
-        chosen_index=len(versions) - 1,
-        rejected_index=rejected_index,
-        ranker=TARGET_DPO_RANKER,
-        generation=generation,
-    )

@@ -9,6 +9,11 @@ with more filled in::
       execute  ─► status (the pass matrix), budget_exceeded
       rank     ─► outcome (the `problems` table row) and pairs (the `pairs` table rows)
 
+A Target-DPO build (``pipeline.refinement``) runs the same sample ─► parse ─► execute
+steps once per round: round 0 fills ``candidates``/``status`` as above (plus the cells'
+feedback), ``begin`` turns them into ``verified_tests`` and one trajectory per code, and
+each later round adds one version to every trajectory that still fails.
+
 Nothing is decided early: a step that has nothing to work on passes the state on, and
 ``pipeline.skip_rules`` reads the whole state once, before ranking, to say why a problem
 yields no pair. Ray carries the record itself from stage to stage; nothing re-encodes it.
@@ -23,8 +28,12 @@ from pipeline.records import (
     PreferencePair,
     Problem,
     ProblemOutcome,
+    RankingResult,
     ReplayRow,
+    SkipReason,
     StatusMatrix,
+    TestsOrigin,
+    Trajectory,
 )
 
 
@@ -62,6 +71,30 @@ class ProblemState(BaseModel):
         description="Cells the sandbox ran on its in-process fallback path (tests it could "
         "not split into calls and comparisons).",
     )
+    cell_errors: list[list[str]] | None = Field(
+        default=None,
+        description="Target-DPO round 0: error text per cell (empty when passed), for feedback.",
+    )
+    cell_outputs: list[list[str]] | None = Field(
+        default=None,
+        description="Target-DPO round 0: captured output per cell, for feedback.",
+    )
+    verified_tests: list[str] | None = Field(
+        default=None, description="Target-DPO: the tests every version must pass."
+    )
+    tests_origin: TestsOrigin | None = Field(
+        default=None, description="Target-DPO: where the verified tests came from."
+    )
+    ranking: RankingResult | None = Field(
+        default=None, description="Target-DPO: the ranking that chose ranking-route tests."
+    )
+    trajectories: list[Trajectory] = Field(
+        default_factory=list, description="Target-DPO: the refinement trajectories so far."
+    )
+    skip: SkipReason | None = Field(
+        default=None, description="Target-DPO: why the problem stopped before refining."
+    )
+    error: str | None = Field(default=None, description="Target-DPO: detail of an early stop.")
     timings: dict[str, float] = Field(
         default_factory=dict, description="Seconds spent per stage (`parse`, `execute`, ...)."
     )

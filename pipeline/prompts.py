@@ -123,6 +123,37 @@ def joint_prompt(problem: Problem) -> str:
     )
 
 
+def _fix_request(problem: Problem) -> str:
+    keep = (
+        "Start it with the function's signature and docstring exactly as given."
+        if problem.style is PromptStyle.COMPLETION
+        else f"Keep the signature of {_function_name(problem)}."
+    )
+    return (
+        "Find the bug and fix it. Answer with the complete corrected solution, not a diff, "
+        f"in exactly one ```python fenced block. {keep}"
+    )
+
+
+def refine_messages(problem: Problem, code: str, feedback: str) -> tuple[tuple[str, str], ...]:
+    """The refinement turn as a chat conversation of ``(role, content)`` turns.
+
+    The task as an instruction, the current solution as the assistant's answer, and the
+    execution feedback with the request for a fix as the next user turn: the shape a chat
+    model was trained on, and the one the paper's "interpreter feedback" loop implies.
+    """
+    task = code_prompt(problem.model_copy(update={"style": PromptStyle.INSTRUCTION}))
+    return (
+        ("user", task),
+        ("assistant", _fenced(code)),
+        (
+            "user",
+            "Your solution does not pass its tests.\n\n"
+            f"- FAILING TESTS AND ERRORS\n{feedback.rstrip()}\n\n{_fix_request(problem)}",
+        ),
+    )
+
+
 def refine_prompt(problem: Problem, code: str, feedback: str) -> str:
     """Prompt that asks for a corrected solution from execution feedback (CodeFlow).
 
@@ -134,7 +165,5 @@ def refine_prompt(problem: Problem, code: str, feedback: str) -> str:
         "The Python solution below does not pass its tests.\n\n"
         f"- TASK\n{problem.prompt.rstrip()}\n\n"
         f"- CURRENT SOLUTION\n{_fenced(code)}\n\n"
-        f"- FAILING TESTS AND ERRORS\n{feedback.rstrip()}\n\n"
-        "Find the bug and fix it. Answer with the complete corrected solution, not a diff, in "
-        f"exactly one ```python fenced block, keeping the signature of {_function_name(problem)}."
+        f"- FAILING TESTS AND ERRORS\n{feedback.rstrip()}\n\n{_fix_request(problem)}"
     )

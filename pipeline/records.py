@@ -67,9 +67,19 @@ class SkipReason(StrEnum):
     SAMPLER_ERROR = "sampler_error"
     TIME_BUDGET = "time_budget"
     NOT_REFINED = "not_refined"
-    """CodeFlow: the code still failed after the last refinement round."""
-    FILTERED = "filtered"
-    """CodeFlow: every pair was removed by the rule-based filters."""
+    """CodeFlow: no trajectory passed within the last refinement round."""
+    EMPTY_DIFF = "empty_diff"
+    """CodeFlow, with `pairs.empty_diff: drop`: the rejected version only lacks lines."""
+    COMMENT_ONLY = "comment_only"
+    """CodeFlow: the rejected version's differing lines are only comments or blank."""
+    TOO_MANY_LINES = "too_many_lines"
+    """CodeFlow: the rejected version has more differing lines than `pairs.max_diff_lines`."""
+    TOO_LONG = "too_long"
+    """CodeFlow: chosen or rejected is longer than `pairs.max_tokens` tokens."""
+    IDENTICAL_AST = "identical_ast"
+    """CodeFlow: both versions parse to the same syntax tree."""
+    BAD_TESTS = "bad_tests"
+    """CodeFlow: the problem's own `tests` could not be turned into runnable tests."""
 
 
 class Problem(BaseModel):
@@ -87,6 +97,12 @@ class Problem(BaseModel):
         description="`completion`: program = prompt + completion; `instruction`: fenced code.",
     )
     language: str = Field(default="python", description="Programming language; only `python`.")
+    tests: list[str] | str | None = Field(
+        default=None,
+        description="The problem's own tests, if it ships them: a list of `assert` statements, "
+        "or a test program defining `check(candidate)` as HumanEval does. Target-DPO builds "
+        "refine against these; without them the tests come from Focused-DPO ranking.",
+    )
     metadata: dict[str, Any] = Field(
         default_factory=dict, description="Free-form metadata carried into the problems table."
     )
@@ -261,6 +277,69 @@ class GenerationInfo(BaseModel):
     seed: int | None = Field(default=None, description="Base seed of the problem's samples.")
 
 
+class TestsOrigin(StrEnum):
+    """Where a Target-DPO problem's verified tests came from."""
+
+    __test__ = False  # not a pytest class
+
+    PROBLEM = "problem"
+    """The problem's own `tests` field."""
+    RANKING = "ranking"
+    """The tests the top-ranked code passes among k sampled code+test candidates (§1.5)."""
+
+
+class Version(BaseModel):
+    """One version of a refinement trajectory, run against the verified tests."""
+
+    model_config = ConfigDict(frozen=True)
+
+    round: int = Field(ge=0, description="0 for the first attempt, r for the r-th refinement.")
+    completion: str = Field(
+        description="The text after the prompt, as trained on (completion style: the "
+        "continuation; instruction style: one ```python fenced block)."
+    )
+    program: str = Field(description="The program that was executed.")
+    statuses: list[CellStatus] = Field(description="One status per verified test.")
+    feedback: str = Field(
+        default="",
+        description="Execution feedback built from the failing tests (empty when it passed): "
+        "what the next refinement prompt showed the model.",
+    )
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.statuses) and all(s is CellStatus.PASSED for s in self.statuses)
+
+
+class Trajectory(BaseModel):
+    """One first attempt and its refinements (CodeFlow, ALGORITHMS.md §2.1 step 3)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    index: int = Field(ge=0, description="Trajectory number within the problem.")
+    versions: list[Version] = Field(
+        default_factory=list, description="v0, v1, ...: every version, in round order."
+    )
+    pending: str | None = Field(
+        default=None,
+        description="Raw model answer of the current round, awaiting parsing and execution.",
+    )
+    stopped: str | None = Field(
+        default=None,
+        description="Why the trajectory ended before passing (a failed request, an answer "
+        "without code); None while it runs or once it passed.",
+    )
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.versions) and self.versions[-1].passed
+
+    @property
+    def needs_refinement(self) -> bool:
+        """Whether the next round should ask the model for a new version."""
+        return bool(self.versions) and not self.passed and self.stopped is None
+
+
 class PreferencePair(BaseModel):
     """One preference pair, in TRL's explicit-prompt layout plus focus spans."""
 
@@ -290,6 +369,15 @@ class PreferencePair(BaseModel):
     chosen_index: int = Field(ge=0, description="Index of the chosen code among the candidates.")
     rejected_index: int = Field(ge=0, description="Index of the rejected code.")
     ranker: str = Field(description="Ranker that scored the codes.")
+    trajectory: int | None = Field(
+        default=None, description="Target-DPO: the trajectory both versions belong to."
+    )
+    chosen_round: int | None = Field(
+        default=None, description="Target-DPO: round of the chosen (final, passing) version."
+    )
+    rejected_round: int | None = Field(
+        default=None, description="Target-DPO: round of the rejected (earlier) version."
+    )
     generation: GenerationInfo = Field(
         default_factory=GenerationInfo, description="Provenance of the samples."
     )
@@ -319,6 +407,16 @@ class ProblemOutcome(BaseModel):
         ge=0,
         description="Cells the sandbox judged on its in-process fallback path (tests it could "
         "not split into calls and comparisons): only as trustworthy as the program.",
+    )
+    verified_tests: list[str] | None = Field(
+        default=None, description="Target-DPO: the tests every version was run against."
+    )
+    tests_origin: TestsOrigin | None = Field(
+        default=None, description="Target-DPO: where the verified tests came from."
+    )
+    trajectories: list[Trajectory] = Field(
+        default_factory=list,
+        description="Target-DPO: every trajectory with all its versions, statuses and feedback.",
     )
     skip_reason: SkipReason | None = Field(
         default=None, description="Why no pair was written, if none was."

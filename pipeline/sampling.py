@@ -33,6 +33,9 @@ class SampleRole(StrEnum):
     TEST = "test"
     JOINT = "joint"
     """Code and tests in one completion."""
+    REFINE = "refine"
+    """A corrected solution from execution feedback (Target-DPO / CodeFlow); the index is
+    the trajectory's."""
 
 
 def sample_seed(job_id: str, base_seed: int, problem_id: str, role: SampleRole, index: int) -> int:
@@ -53,7 +56,16 @@ class SampleRequest:
     index: int
     """Sample index within its role, ``0 .. k-1``."""
     prompt: str
+    """The prompt as one text (``/v1/completions``, or one user message for chat)."""
     seed: int
+    messages: tuple[tuple[str, str], ...] = ()
+    """The same request as a conversation of ``(role, content)`` turns, for chat endpoints
+    and engines; empty when the prompt is one user message."""
+
+    def chat(self) -> list[dict[str, str]]:
+        """The request as OpenAI chat messages."""
+        turns = self.messages or (("user", self.prompt),)
+        return [{"role": role, "content": content} for role, content in turns]
 
 
 @dataclass(frozen=True)
@@ -65,14 +77,19 @@ class SampleResult:
     error: str | None = None
 
 
-def plan_requests(problem: Problem, config: SamplerConfig, job_id: str) -> list[SampleRequest]:
+def plan_requests(
+    problem: Problem, config: SamplerConfig, job_id: str, *, tests: bool = True
+) -> list[SampleRequest]:
     """The ``k`` code and ``k`` test requests of a problem (or ``k`` joint ones).
 
     Engines that keep only the first of ``n`` outputs (``ray.data.llm``'s vLLM stage) and
     endpoints that ignore ``seed`` with ``n > 1`` both get one request per sample instead;
-    vLLM's prefix caching keeps the repeated prompt prefill cheap.
+    vLLM's prefix caching keeps the repeated prompt prefill cheap. ``tests=False`` asks for
+    the ``k`` code samples only (a problem that brings its own tests).
     """
-    if config.prompt_mode == "joint":
+    if not tests:
+        roles = [(SampleRole.CODE, code_prompt(problem))]
+    elif config.prompt_mode == "joint":
         roles = [(SampleRole.JOINT, joint_prompt(problem))]
     else:
         roles = [(SampleRole.CODE, code_prompt(problem)), (SampleRole.TEST, test_prompt(problem))]
@@ -111,6 +128,7 @@ def assemble(
     results: Iterable[SampleResult],
     *,
     continuation: bool,
+    tests: bool = True,
 ) -> ProblemState:
     """The problem's state with its samples: results regrouped in sample-index order.
 
@@ -121,7 +139,7 @@ def assemble(
         ContractViolation: a result belongs to another problem, or a role that does not
             match the prompt mode (a bug in the caller's grouping).
     """
-    joint = config.prompt_mode == "joint"
+    joint = config.prompt_mode == "joint" and tests
     expected = {SampleRole.JOINT} if joint else {SampleRole.CODE, SampleRole.TEST}
     texts: dict[SampleRole, list[tuple[int, str]]] = {role: [] for role in expected}
     errors: list[tuple[str, int, str]] = []

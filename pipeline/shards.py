@@ -78,6 +78,10 @@ PAIRS_SCHEMA = pa.schema(
         pa.field("chosen_index", pa.int64(), nullable=False),
         pa.field("rejected_index", pa.int64(), nullable=False),
         pa.field("ranker", pa.string(), nullable=False),
+        # Target-DPO: the trajectory and the rounds of both versions; null for Focused-DPO.
+        pa.field("trajectory", pa.int64()),
+        pa.field("chosen_round", pa.int64()),
+        pa.field("rejected_round", pa.int64()),
         pa.field("generator_model", pa.string(), nullable=False),
         pa.field("sampler", pa.string(), nullable=False),
         pa.field("temperature", pa.float64()),
@@ -89,6 +93,27 @@ PAIRS_SCHEMA = pa.schema(
     metadata=SCHEMA_METADATA,
 )
 """One row per preference pair."""
+
+VERSION_TYPE = pa.struct(
+    [
+        pa.field("round", pa.int64(), nullable=False),
+        pa.field("completion", pa.string(), nullable=False),
+        pa.field("program", pa.string(), nullable=False),
+        pa.field("statuses", pa.list_(pa.string()), nullable=False),
+        pa.field("feedback", pa.string(), nullable=False),
+    ]
+)
+"""One version of a refinement trajectory: its statuses against the verified tests, and
+the feedback the next refinement prompt showed (empty once it passed)."""
+
+TRAJECTORY_TYPE = pa.struct(
+    [
+        pa.field("index", pa.int64(), nullable=False),
+        pa.field("versions", pa.list_(VERSION_TYPE), nullable=False),
+        pa.field("stopped", pa.string()),
+    ]
+)
+"""One Target-DPO trajectory: v0, v1, ... and why it ended early, if it did."""
 
 PROBLEMS_SCHEMA = pa.schema(
     [
@@ -107,6 +132,9 @@ PROBLEMS_SCHEMA = pa.schema(
         pa.field("largest_consensus_samples", pa.int64()),
         pa.field("pairs_emitted", pa.int64(), nullable=False),
         pa.field("fallback_cells", pa.int64(), nullable=False),
+        pa.field("verified_tests", pa.list_(pa.string())),
+        pa.field("tests_origin", pa.string()),
+        pa.field("trajectories", pa.list_(TRAJECTORY_TYPE), nullable=False),
         pa.field("skip_reason", pa.string()),
         pa.field("error", pa.string()),
         pa.field("parse_stats", pa.string(), nullable=False),
@@ -122,6 +150,9 @@ and ``timings`` are JSON objects (``{"sample": 1.2, ...}``). ``pass_graph_compon
 ``consensus_sets`` and ``largest_consensus_samples`` describe how the candidates agree
 (``PassGraphStats``); like the scores they are null for a problem that was not ranked.
 ``fallback_cells`` counts the cells judged on the sandbox's in-process fallback path.
+Target-DPO rows add ``verified_tests`` (what every version ran against), ``tests_origin``
+(``problem`` or ``ranking``) and ``trajectories`` (every version with its statuses and
+feedback); those are null / empty for Focused-DPO rows.
 """
 
 
@@ -153,6 +184,9 @@ def _pair_row(pair: PreferencePair) -> dict[str, Any]:
         "chosen_index": pair.chosen_index,
         "rejected_index": pair.rejected_index,
         "ranker": pair.ranker,
+        "trajectory": pair.trajectory,
+        "chosen_round": pair.chosen_round,
+        "rejected_round": pair.rejected_round,
         "generator_model": gen.model,
         "sampler": gen.sampler,
         "temperature": gen.temperature,
@@ -186,6 +220,25 @@ def _problem_row(outcome: ProblemOutcome) -> dict[str, Any]:
         "largest_consensus_samples": graph.largest_consensus_samples if graph else None,
         "pairs_emitted": outcome.pairs_emitted,
         "fallback_cells": outcome.fallback_cells,
+        "verified_tests": outcome.verified_tests,
+        "tests_origin": outcome.tests_origin.value if outcome.tests_origin else None,
+        "trajectories": [
+            {
+                "index": t.index,
+                "versions": [
+                    {
+                        "round": v.round,
+                        "completion": v.completion,
+                        "program": v.program,
+                        "statuses": [s.value for s in v.statuses],
+                        "feedback": v.feedback,
+                    }
+                    for v in t.versions
+                ],
+                "stopped": t.stopped,
+            }
+            for t in outcome.trajectories
+        ],
         "skip_reason": outcome.skip_reason.value if outcome.skip_reason else None,
         "error": outcome.error,
         "parse_stats": json.dumps(cands.parse_stats if cands else {}, sort_keys=True),
@@ -243,6 +296,9 @@ def pairs_from_table(table: pa.Table) -> list[PreferencePair]:
                 chosen_index=row["chosen_index"],
                 rejected_index=row["rejected_index"],
                 ranker=row["ranker"],
+                trajectory=row["trajectory"],
+                chosen_round=row["chosen_round"],
+                rejected_round=row["rejected_round"],
                 generation=GenerationInfo(
                     model=row["generator_model"],
                     sampler=row["sampler"],

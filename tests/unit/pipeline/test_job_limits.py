@@ -100,17 +100,17 @@ def test_sample_count_is_exact_and_named() -> None:
     assert "PAIRFORGE_MAX_SAMPLES_PER_JOB" in problem
 
 
-def test_target_dpo_and_handoff_cannot_run_yet() -> None:
-    reasons = unrunnable_reasons(_spec(pairs={"method": "target_dpo"}, handoff={"submit": True}))
-    assert [r.split(":")[0] for r in reasons] == ["pairs.method", "handoff"]
+def test_handoff_cannot_run_yet() -> None:
+    reasons = unrunnable_reasons(_spec(handoff={"submit": True}))
+    assert [r.split(":")[0] for r in reasons] == ["handoff"]
 
 
 def test_require_runnable_lists_every_problem() -> None:
-    spec = _spec(pairs={"method": "target_dpo"}, sandbox={"pids": 10_000})
+    spec = _spec(handoff={"submit": True}, sandbox={"pids": 10_000})
     with pytest.raises(JobSpecError) as refused:
         require_runnable(spec, JobLimits(), problems=10**6)
     fields = [p.split(":")[0] for p in refused.value.problems]
-    assert fields == ["pairs.method", "sandbox.pids", "sampler.k"]
+    assert fields == ["handoff", "sandbox.pids", "sampler.k"]
     require_runnable(_spec(), JobLimits(), problems=3)  # nothing to refuse
 
 

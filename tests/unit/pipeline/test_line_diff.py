@@ -131,8 +131,15 @@ def test_hash_inside_a_multiline_string_is_code_not_a_comment():
     assert _filter(chosen, rejected) is None
 
 
-def test_pure_deletion_leaves_no_rejected_lines():
-    assert _filter("a = 1\nb = 2\n", "a = 1\n") == "empty_diff"
+def test_a_pure_insertion_fix_is_kept_unless_empty_diffs_are_dropped():
+    # The fix only adds a line: D- is empty. The paper keeps it; `drop_empty` removes it.
+    chosen, rejected = "a = 1\nb = 2\n", "a = 1\n"
+    _, d_minus = line_diff(chosen, rejected)
+    assert d_minus == []
+    assert codeflow_filter(chosen, rejected, d_minus) is None
+    assert codeflow_filter(chosen, rejected, d_minus, drop_empty=True) == "empty_diff"
+    # An inserted comment changes no AST: still dropped.
+    assert codeflow_filter("a = 1\n# note\n", "a = 1\n", []) == "identical_ast"
 
 
 def test_more_than_max_diff_lines_is_dropped():

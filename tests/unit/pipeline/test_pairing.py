@@ -10,7 +10,7 @@ import pytest
 
 from pipeline.config import PairsConfig
 from pipeline.errors import ContractViolation
-from pipeline.pairing import PairSelection, normalised_scores, select_focused_pairs, target_pair
+from pipeline.pairing import PairSelection, normalised_scores, select_focused_pairs
 from pipeline.ranking import binary_matrix
 from pipeline.records import (
     Candidates,
@@ -300,47 +300,3 @@ def test_real_humaneval_completions_give_consistent_pairs():
             s = pair.spans
             assert s is not None
             assert pair.chosen[: s.chosen_mid_start] == pair.rejected[: s.rejected_mid_start]
-
-
-# ---------------------------------------------------------------- Target-DPO
-
-V0 = "def f(x):\n    return x - 1\n"
-V1 = "def f(x):\n    return x * 1\n"
-V2 = "def f(x):\n    return x + 1\n"
-
-
-def test_target_pair_final_version_against_an_earlier_one():
-    pair = target_pair("p/1", "Write f.", [V0, V1, V2], seed=3, job_id="job", generation=GEN)
-    assert not isinstance(pair, SkipReason)
-    assert pair.method is PairMethod.TARGET_DPO
-    assert pair.chosen == V2 and pair.chosen_index == 2
-    assert pair.rejected_index in (0, 1)
-    assert pair.rejected == [V0, V1][pair.rejected_index]
-    assert pair.chosen_lines is not None and pair.rejected_lines is not None
-    assert [(s.line, s.start, s.end) for s in pair.chosen_lines] == [(1, 10, 27)]
-    assert [(s.line, s.start, s.end) for s in pair.rejected_lines] == [(1, 10, 27)]
-    assert pair.spans is None
-    assert (pair.chosen_score, pair.rejected_score) == (1.0, 0.0)
-    again = target_pair("p/1", "Write f.", [V0, V1, V2], seed=3, job_id="job", generation=GEN)
-    assert again == pair
-
-
-def test_target_pair_draws_differ_across_problems():
-    picks = set()
-    for n in range(40):
-        pair = target_pair(f"p/{n}", "", [V0, V1, V2], seed=0, job_id="j", generation=GEN)
-        assert not isinstance(pair, SkipReason)
-        # Every earlier version differs from V2 in its second line only (10 to 27).
-        assert pair.chosen_lines is not None and pair.rejected_lines is not None
-        assert [(s.line, s.start, s.end) for s in pair.chosen_lines] == [(1, 10, 27)]
-        assert [(s.line, s.start, s.end) for s in pair.rejected_lines] == [(1, 10, 27)]
-        picks.add(pair.rejected_index)
-    assert picks == {0, 1}
-
-
-def test_target_pair_skips():
-    one = target_pair("p", "", [V2], seed=0, job_id="j", generation=GEN)
-    assert one is SkipReason.NO_INCORRECT
-    comment_only = "def f(x):\n    # old\n    return x + 1\n"
-    filtered = target_pair("p", "", [comment_only, V2], seed=0, job_id="j", generation=GEN)
-    assert filtered is SkipReason.FILTERED

@@ -9,6 +9,7 @@ from pipeline.prompts import (
     TEST_FILE,
     code_prompt,
     joint_prompt,
+    refine_messages,
     refine_prompt,
 )
 from pipeline.prompts import test_prompt as make_test_prompt  # not a pytest test
@@ -97,7 +98,18 @@ def test_refine_prompt_holds_code_feedback_and_request() -> None:
     assert INSTRUCTION.prompt in text
     assert feedback in text
     assert extract_fenced_code(text) == code.rstrip()
-    assert text.rstrip().endswith("keeping the signature of `add`.")
+    assert text.rstrip().endswith("Keep the signature of `add`.")
+
+
+def test_refine_messages_are_task_answer_and_feedback_turns() -> None:
+    code = "def add(a, b):\n    return a - b\n"
+    turns = refine_messages(COMPLETION, code, "Test 1 (failed)")
+    assert [role for role, _ in turns] == ["user", "assistant", "user"]
+    assert COMPLETION.prompt.strip() in turns[0][1]
+    assert extract_fenced_code(turns[1][1]) == code.rstrip()
+    assert "Test 1 (failed)" in turns[2][1]
+    # Completion style asks for the header verbatim, so the fix continues the prompt.
+    assert "signature and docstring exactly as given" in turns[2][1]
 
 
 def test_refine_prompt_fence_outlasts_backticks_in_code() -> None:

@@ -10,14 +10,16 @@ import pytest
 
 from pipeline.config import PairsConfig
 from pipeline.error_points import focus_spans
+from pipeline.line_diff import line_diff
 from pipeline.manifest import shard_name
-from pipeline.pairing import select_focused_pairs, target_pair
+from pipeline.pairing import select_focused_pairs
 from pipeline.records import (
     SCHEMA_VERSION,
     Candidates,
     CellStatus,
     CodeCandidate,
     GenerationInfo,
+    PairMethod,
     PassGraphStats,
     PreferencePair,
     ProblemOutcome,
@@ -62,9 +64,28 @@ def _pairs() -> list[PreferencePair]:
         prompt="def add(a, b):\n",
         generation=GEN,
     ).pairs
-    versions = ["def f(x):\n    return x - 1\n", "def f(x):\n    return x + 1\n"]
-    target = target_pair("T/1", "Write f.", versions, seed=0, job_id="job-1", generation=GEN)
-    assert len(focused) == 1 and not isinstance(target, SkipReason)
+    chosen, rejected = "def f(x):\n    return x + 1\n", "def f(x):\n    return x - 1\n"
+    d_plus, d_minus = line_diff(chosen, rejected)
+    target = PreferencePair(
+        job_id="job-1",
+        problem_id="T/1",
+        method=PairMethod.TARGET_DPO,
+        prompt="Write f.",
+        chosen=chosen,
+        rejected=rejected,
+        chosen_lines=d_plus,
+        rejected_lines=d_minus,
+        chosen_score=1.0,
+        rejected_score=0.0,
+        chosen_index=1,
+        rejected_index=0,
+        ranker="refinement",
+        trajectory=0,
+        chosen_round=1,
+        rejected_round=0,
+        generation=GEN,
+    )
+    assert len(focused) == 1
     widened = _pair_like(focused[0], "x = 1\ny = 2\nz = 3\n", "x = 1\nz = 3\n")
     assert widened.spans is not None and widened.spans.widened and widened.focused
     at_end = _pair_like(focused[0], "x = 1\ny = 2\n", "x = 1\n")
