@@ -21,6 +21,7 @@ Per cell (``ExecutionRequest.feedback``):
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -49,13 +50,12 @@ Frame = tuple[str, int, str]
 """A traceback entry: file name, line number, function name ("" for a syntax error)."""
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def clean(text: str) -> str:
-    """``text`` with lone surrogates (which are not UTF-8) as replacement characters."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
-    return text
+    """``text`` with each lone surrogate (not UTF-8) as one replacement character."""
+    return _SURROGATE.sub("\ufffd", text)
 
 
 def tail(text: str, chars: int, lines: int | None = None) -> str:

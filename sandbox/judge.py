@@ -508,10 +508,11 @@ def _judged_error(exc: BaseException, test: str, channel: _Channel) -> str:
     """
     try:
         parts = [feedback.exception_message(exc)]
-        if isinstance(exc, AssertionError):
-            expression = _asserted(test)
-            if expression:
-                parts.append(f"{expression} is false")
+        expression = _asserted(test) if isinstance(exc, AssertionError) else ""
+        if expression and parts[0] == "AssertionError":  # no message of its own
+            parts = [f"AssertionError: {expression} is false"]
+        elif expression:
+            parts.append(f"{expression} is false")
         parts += [f"{feedback.describe_call(steps)} {feedback.returned(value)}"
                   for steps, value in channel.calls]  # fmt: skip
         return "; ".join(parts)

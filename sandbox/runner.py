@@ -21,7 +21,9 @@ Feedback (``sandbox.feedback``): per test, the error text the judge made (or how
 cell's process ended) and what the cell printed, both empty for a test that passed. The
 runner reads the cell's output pipe without blocking and keeps only its last
 ``OUTPUT_BYTES`` (however much the program prints); in shared mode the output read up to
-a test's outcome is that test's (the program's own prints go with the first).
+a failing test's outcome is that test's, with what passed tests before it printed (the
+judge may start the next test before the runner reads the outcome, so a test's output can
+hold some of the next one's, or be credited to the failing test before it).
 
 Who may say ``passed`` (issue 9): the code under test never shares an address space with
 anything that can vouch for a result. Four kinds of process run here:
@@ -505,7 +507,8 @@ class Runner:
                     printed = ""
                     if output is not None:  # written before the outcome: already in the pipe
                         output.drain(OUTPUT_READS)
-                        printed = output.tail.take()
+                        if message["status"] != PASSED:  # else it may be the next test's
+                            printed = output.tail.take()
                     error = str(message.get("error", ""))
                     records[message["index"]] = (
                         message["status"], message["detail"], error, printed
