@@ -20,6 +20,7 @@ from sandbox.pool import ContainerPool
 from sandbox.protocol import encode_request
 from sandbox.types import CellStatus, ExecutionRequest, ExecutionResult, Isolation
 from tests.conftest import SANDBOX_IMAGE, requires_sandbox_image
+from tests.integration.sandbox.test_harness_attacks import ATTACKS, BENIGN, MUST_FAIL
 
 pytestmark = [requires_sandbox_image, pytest.mark.docker]
 
@@ -157,3 +158,17 @@ def test_without_feedback_the_answer_is_as_before(pool: ContainerPool) -> None:
     rich = json.loads(container.call(encode_request(100, rich_request, pool.config.limits), 30.0))
     assert rich["errors"] == ["AssertionError: f() == 2 is false; f() returned 1"]
     assert rich["outputs"] == ["hi\n"]
+
+
+@pytest.mark.parametrize("case", sorted(ATTACKS))
+def test_no_attack_forges_a_pass_with_feedback_on(pool: ContainerPool, case: str) -> None:
+    """The harness-attack corpus again, with the cells' stdout and stderr on the pipe."""
+    request = ExecutionRequest(program=ATTACKS[case], tests=MUST_FAIL, timeout_s=1.0, feedback=True)
+    result = pool.run(request)
+    forged = [
+        test for test, status in zip(MUST_FAIL, result.statuses, strict=True) if status is PASSED
+    ]
+    assert forged == [], f"{case}: forged passes {forged}"
+    assert all(len(output) <= OUTPUT_CHARS for output in result.outputs)
+    after = pool.run(BENIGN)
+    assert after.statuses == [PASSED, PASSED], after.details
