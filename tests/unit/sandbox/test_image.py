@@ -111,3 +111,24 @@ def test_the_digest_covers_every_module_and_the_dockerfile(tmp_path: Path) -> No
     (tmp_path / "judge.py").write_text("# changed\n")
     assert image.source_digest([tmp_path / "judge.py"]) != image.source_digest([sources[1]])
     assert {path.name for path in image.source_paths()} == {*image.RUNNER_MODULES, "Dockerfile"}
+
+
+def test_every_sandbox_module_the_runner_imports_goes_into_the_image() -> None:
+    """The closure of the runner's ``sandbox`` imports is in RUNNER_MODULES (and so in the
+    digest): a module left out would make every container fail at start."""
+    import ast
+
+    pending, seen = ["runner"], set()
+    while pending:
+        name = pending.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        tree = ast.parse((image.PACKAGE_DIR / f"{name}.py").read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module == "sandbox":
+                pending += [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("sandbox."):
+                pending.append(str(node.module).split(".")[1])
+    assert {f"{name}.py" for name in seen} <= set(image.RUNNER_MODULES)
+    assert "feedback.py" in image.RUNNER_MODULES
