@@ -13,10 +13,11 @@ import logging
 from typing import Any
 
 from cluster.progress import StageTally
-from pipeline.config import SandboxConfig
+from pipeline.config import PairsConfig, SandboxConfig
 from pipeline.errors import SandboxUnavailable
 from pipeline.problem_state import ProblemState
 from pipeline.records import CellStatus
+from pipeline.refinement import pending_programs, record_round
 from sandbox.errors import SandboxError
 from sandbox.limits import PoolConfig, SandboxLimits
 from sandbox.matrix import MatrixBuilder, MatrixProblem
@@ -64,6 +65,10 @@ class ExecuteStage:
         backend_factory: the container backend; Docker by default, a scripted fake in
             unit tests (``sandbox.pool.BackendFactory``).
         label: a label put on the containers (tests find their own by it).
+        refine: a Target-DPO build's ``pairs`` section: cells then bring back their
+            feedback (error text, captured output) for the refinement prompts.
+        round_: the Target-DPO round: 0 builds the pass matrix, r runs the versions
+            parsed in round r against the verified tests (``pipeline.refinement``).
 
     A problem that runs past ``problem_budget_s`` keeps its partial matrix and is marked
     ``budget_exceeded``; the skip rules decide what that means.
@@ -75,9 +80,13 @@ class ExecuteStage:
         tally: StageTally | None = None,
         backend_factory: BackendFactory | None = None,
         label: str = "",
+        refine: PairsConfig | None = None,
+        round_: int | None = None,
     ) -> None:
         self.config = config
         self.tally = tally
+        self.refine = refine
+        self.round = round_
         self.pool = ContainerPool(pool_config(config, label=label), backend_factory)
         try:
             self.pool.start()
@@ -87,12 +96,15 @@ class ExecuteStage:
 
     def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
         state = self.execute(row["state"])
-        if self.tally is not None:
+        if self.tally is not None and not self.round:  # a problem counts once, in round 0
             self.tally.add("executed")
         return {"state": state}
 
     def execute(self, state: ProblemState) -> ProblemState:
-        """The problem's pass matrix (empty rows when there is nothing to run)."""
+        """The problem's pass matrix (empty rows when there is nothing to run), or in a
+        refinement round the statuses and feedback of its new versions."""
+        if self.refine is not None and self.round:
+            return self._execute_versions(state, self.refine)
         codes = state.candidates.codes if state.candidates else []
         tests = state.candidates.tests if state.candidates else []
         if not (codes and tests):
@@ -102,16 +114,41 @@ class ExecuteStage:
                 problem_id=state.problem_id,
                 programs=[code.program for code in codes],
                 tests=[test.source for test in tests],
+                feedback=self.refine is not None,
             )
         )
         if self.tally is not None:
             self.tally.add("cells", len(codes) * len(tests))
+        update: dict[str, object] = {
+            "status": [[CellStatus(cell.value) for cell in cells] for cells in result.status],
+            "budget_exceeded": result.budget_exceeded,
+            "fallback_cells": result.fallback_cells,
+            "timings": {**state.timings, "execute": result.timings.wall_s},
+        }
+        if self.refine is not None:
+            update |= {"cell_errors": result.errors, "cell_outputs": result.outputs}
+        return state.model_copy(update=update)
+
+    def _execute_versions(self, state: ProblemState, pairs: PairsConfig) -> ProblemState:
+        programs = pending_programs(state)
+        tests = state.verified_tests or []
+        if not (programs and tests):
+            return state
+        result = self.builder.build(
+            MatrixProblem(
+                problem_id=state.problem_id, programs=programs, tests=tests, feedback=True
+            )
+        )
+        if self.tally is not None:
+            self.tally.add("cells", len(programs) * len(tests))
+            self.tally.add(f"versions_round_{self.round}", len(programs))
+        status = [[CellStatus(cell.value) for cell in cells] for cells in result.status]
+        state = record_round(state, status, result.errors, result.outputs, pairs)
+        spent = state.timings.get("execute", 0.0) + result.timings.wall_s
         return state.model_copy(
             update={
-                "status": [[CellStatus(cell.value) for cell in cells] for cells in result.status],
-                "budget_exceeded": result.budget_exceeded,
-                "fallback_cells": result.fallback_cells,
-                "timings": {**state.timings, "execute": result.timings.wall_s},
+                "fallback_cells": state.fallback_cells + result.fallback_cells,
+                "timings": {**state.timings, "execute": spent},
             }
         )
 

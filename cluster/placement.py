@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ray.data import ActorPoolStrategy
 
 from pipeline.config import JobSpec, SamplerConfig, SamplerKind
+from pipeline.records import PairMethod
 
 SANDBOX_RESOURCE = "sandbox"
 """Custom Ray resource marking nodes with a Docker engine and the sandbox image."""
@@ -103,6 +104,19 @@ def _sample_placement(config: SamplerConfig) -> StagePlacement:
     return StagePlacement()
 
 
+def _execute_passes(spec: JobSpec) -> int:
+    """Execute stages in the build's dataflow: one, or one per Target-DPO round.
+
+    Every pass is an actor pool of its own, and a node's ``sandbox`` count says how many
+    executors it takes; the passes share it, so a build always fits where one Focused-DPO
+    pool does. Later rounds only see the rows that still fail, so most of their
+    containers sit warm and idle.
+    """
+    if spec.pairs.method is PairMethod.TARGET_DPO:
+        return spec.pairs.max_rounds + 1
+    return 1
+
+
 def build_placement(spec: JobSpec) -> BuildPlacement:
     """Every stage's placement for a JobSpec."""
     return BuildPlacement(
@@ -112,7 +126,7 @@ def build_placement(spec: JobSpec) -> BuildPlacement:
         # not CPUs, decides where executors run and how many fit.
         execute=StagePlacement(
             num_cpus=0,
-            resources={SANDBOX_RESOURCE: 1.0},
+            resources={SANDBOX_RESOURCE: 1.0 / _execute_passes(spec)},
             concurrency=(spec.sandbox.min_workers, spec.sandbox.max_workers),
         ),
         rank=StagePlacement(),

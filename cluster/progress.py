@@ -24,7 +24,7 @@ from ray.exceptions import RayError
 
 from cluster.shard_store import ShardStore
 from pipeline.manifest import ManifestCounts
-from pipeline.progress import PROGRESS_FILE, BuildProgress
+from pipeline.progress import PROGRESS_FILE, BuildProgress, RefinementProgress
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +38,27 @@ _SNAPSHOT_TIMEOUT_S = 5.0
 
 STAGE_KEYS = ("sampled", "executed", "ranked", "cells")
 """What stages count: problems through each stage, and cells executed."""
+
+
+def refinement_progress(live: dict[str, int]) -> RefinementProgress | None:
+    """The refinement loop's live counts (None in a Focused-DPO build, which has none)."""
+    if "trajectories" not in live:
+        return None
+    rounds = {
+        key.removeprefix(_ROUND_PREFIX): n
+        for key, n in live.items()
+        if key.startswith(_ROUND_PREFIX)
+    }
+    return RefinementProgress(
+        trajectories=live["trajectories"],
+        versions_per_round=dict(sorted(rounds.items(), key=lambda item: int(item[0]))),
+        refined=live.get("refined", 0),
+        passed_first=live.get("passed_first", 0),
+        not_refined=live.get("not_refined", 0),
+    )
+
+
+_ROUND_PREFIX = "versions_round_"
 
 
 def counter_name(job_id: str) -> str:
@@ -108,7 +129,8 @@ class _LiveCounts:
                     if value < self.last.get(key, 0):  # Ray restarted the actor
                         self.offset[key] += self.last[key]
                     self.last[key] = value
-        return {key: self.last.get(key, 0) + self.offset[key] for key in STAGE_KEYS}
+        keys = set(STAGE_KEYS) | set(self.last)
+        return {key: self.last.get(key, 0) + self.offset[key] for key in keys}
 
 
 class ProgressPublisher:
@@ -209,6 +231,7 @@ class ProgressPublisher:
             "fallback_cells": done.fallback_cells,
             "skips": dict(done.skips),
             "cells_per_s": live["cells"] / max(time.time() - started, 1e-9),
+            "refinement": refinement_progress(live),
         }
 
     def _loop(self) -> None:

@@ -36,6 +36,7 @@ from pipeline.errors import InputFormatError, StorageError
 from pipeline.job_limits import JobLimits
 from pipeline.records import Problem, ReplayRow
 from pipeline.validation_errors import describe_validation_errors
+from pipeline.verified_tests import ProblemTestsError, problem_tests
 
 logger = logging.getLogger(__name__)
 
@@ -206,11 +207,14 @@ def _validate(row: object, kind: SamplerKind) -> Problem | ReplayRow | str:
     if not isinstance(row, Mapping):
         return f"expected a JSON object, got {type(row).__name__}"
     try:
-        if kind is SamplerKind.REPLAY:
-            return ReplayRow.model_validate(row)
-        return Problem.model_validate(row)
+        record = (ReplayRow if kind is SamplerKind.REPLAY else Problem).model_validate(row)
     except ValidationError as exc:
         return "; ".join(describe_validation_errors(exc))
+    try:
+        problem_tests(record)  # a problem's own tests must become runnable tests up front
+    except ProblemTestsError as exc:
+        return str(exc)
+    return record
 
 
 def _bad_rows_error(

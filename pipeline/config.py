@@ -333,7 +333,7 @@ class JobSpec(_Section):
     def _refinement_needs_a_model(self) -> JobSpec:
         if self.pairs.method is PairMethod.TARGET_DPO and self.sampler.kind is SamplerKind.REPLAY:
             raise ValueError(
-                "pairs.method `target_dpo` refines failing code with a model, and sampler kind "
+                "pairs.method: `target_dpo` refines failing code with a model, and sampler kind "
                 "`replay` only has recorded completions; use sampler kind `openai` (any "
                 "OpenAI-compatible endpoint) or `vllm`"
             )

@@ -217,15 +217,12 @@ def _version_texts(state: ProblemState, code: str) -> tuple[str, str]:
     prompt (signature and docstring) verbatim, as asked; otherwise, and for instruction
     style, the completion is the whole solution as one ```python block (§2.2).
     """
-    prompt = state.problem.prompt
+    prompt, program = state.problem.prompt, code + "\n"
     if state.problem.style is PromptStyle.COMPLETION:
-        head = prompt.rstrip()
-        if code.startswith(head) and code[len(head) :].startswith("\n"):
-            continuation = code[len(head) :].lstrip("\n")
-            if continuation.strip():
-                completion = continuation + "\n"
-                return completion, prompt + completion
-    return fenced_solution(code), code + "\n"
+        continuation = program[len(prompt) :]
+        if program.startswith(prompt) and continuation.strip():
+            return continuation, program
+    return fenced_solution(code), program
 
 
 def fenced_solution(code: str) -> str:
@@ -461,10 +458,12 @@ def trajectory_pair(
     j = select_earlier_version(len(versions), seed)
     prompt, chosen, rejected = pair_texts(state, versions[-1], versions[j])
     d_plus, d_minus = line_diff(chosen, rejected)
+    # Judge whole programs: a completion-style continuation is an indented function body,
+    # which does not parse on its own, so its AST could never be compared.
+    judged = (chosen, rejected) if _is_fenced(chosen) else (prompt + chosen, prompt + rejected)
     reason = codeflow_filter(
-        chosen,
-        rejected,
-        d_minus,
+        *judged,
+        line_diff(*judged)[1],
         max_diff_lines=config.max_diff_lines,
         drop_empty=config.empty_diff == "drop",
     )

@@ -31,9 +31,16 @@ def sample(row: dict[str, Any], *, k: int) -> dict[str, Any]:
 
 
 def add_sample_stage(
-    ds: ray.data.Dataset, config: SamplerConfig, job_id: str, placement: StagePlacement
+    ds: ray.data.Dataset,
+    config: SamplerConfig,
+    job_id: str,
+    placement: StagePlacement,
+    round_: int | None = None,
 ) -> ray.data.Dataset:
     """Add the sampler stage for ``config.kind`` to a dataset of ``{"state": ProblemState}``.
+
+    ``round_`` is the Target-DPO round the stage samples for (None: a Focused-DPO build).
+    Replay cannot refine; the job's validation refuses that pairing before a build starts.
 
     Raises:
         SamplerUnavailable: kind ``vllm`` without vLLM installed.
@@ -49,9 +56,9 @@ def add_sample_stage(
 
         return ds.map_batches(
             openai_sample,
-            fn_constructor_kwargs={"config": config, "job_id": job_id},
+            fn_constructor_kwargs={"config": config, "job_id": job_id, "round_": round_},
             **placement.ray_options(),
         )
     from cluster.samplers.vllm_processor import build_vllm_sampler
 
-    return build_vllm_sampler(config, job_id)(ds)
+    return build_vllm_sampler(config, job_id, round_)(ds)

@@ -35,6 +35,7 @@ from pipeline.config import SamplerConfig
 from pipeline.parsing import STOP_SEQUENCES, TEST_STOP_TOKENS
 from pipeline.problem_state import ProblemState
 from pipeline.records import Problem, PromptStyle
+from pipeline.refinement import collect_round, plan_round
 from pipeline.sampling import SampleRequest, SampleResult, SampleRole, assemble, plan_requests
 
 logger = logging.getLogger(__name__)
@@ -95,6 +96,7 @@ class OpenAISampler:
     Args:
         config: the sampler section of the JobSpec (kind ``openai``).
         job_id: the job, part of every sample's seed.
+        round_: the Target-DPO round whose requests to send (None: a Focused-DPO build).
         api_key: the key itself; by default read from ``os.environ[config.api_key_env]``
             (no ``Authorization`` header when it is unset, as for a local ``vllm serve``).
         transport: an httpx transport to use instead of the network (tests, proxies).
@@ -109,6 +111,7 @@ class OpenAISampler:
         config: SamplerConfig,
         job_id: str,
         *,
+        round_: int | None = None,
         api_key: str | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         backoff_base_s: float = 0.5,
@@ -117,6 +120,7 @@ class OpenAISampler:
     ) -> None:
         self._config = config
         self._job_id = job_id
+        self._round = round_
         self._api_key = api_key if api_key is not None else os.environ.get(config.api_key_env)
         if not self._api_key:
             logger.info(
@@ -168,7 +172,7 @@ class OpenAISampler:
             "seed": request.seed,
         }
         if cfg.endpoint == "chat":
-            body["messages"] = [{"role": "user", "content": request.prompt}]
+            body["messages"] = request.chat()
         else:
             body["prompt"] = request.prompt
         if stop:
@@ -244,17 +248,28 @@ class OpenAISampler:
         server's time spent on it alone.
         """
         started = time.perf_counter()
-        requests = plan_requests(state.problem, self._config, self._job_id)
-        endpoint = self._config.endpoint
+        config, round_ = self._config, self._round
+        if round_ is None:
+            requests = plan_requests(state.problem, config, self._job_id)
+        else:
+            requests = plan_round(state, config, self._job_id, round_)
+        if not requests:  # a refinement round with every trajectory done
+            return state
         results = await asyncio.gather(
-            *(self.request(r, stop_sequences(state.problem, r.role, endpoint)) for r in requests)
+            *(
+                self.request(r, stop_sequences(state.problem, r.role, config.endpoint))
+                for r in requests
+            )
         )
-        sampled = assemble(
-            state, self._config, results, continuation=self._config.endpoint == "completions"
-        )
-        sampled = sampled.model_copy(
-            update={"timings": {**sampled.timings, "sample": time.perf_counter() - started}}
-        )
+        continuation = config.endpoint == "completions"
+        if round_ is None:
+            sampled = assemble(state, config, results, continuation=continuation)
+        else:
+            sampled = collect_round(
+                state, config, results, continuation=continuation, round_=round_
+            )
+        spent = sampled.timings.get("sample", 0.0) + time.perf_counter() - started
+        sampled = sampled.model_copy(update={"timings": {**sampled.timings, "sample": spent}})
         if sampled.sampler_errors:
             logger.warning(
                 "job %s: problem %s: %d of %d samples failed; first: %s",

@@ -31,6 +31,7 @@ import numpy as np
 from pipeline.config import SamplerConfig
 from pipeline.errors import ConfigError, ContractViolation, SamplerUnavailable
 from pipeline.problem_state import ProblemState
+from pipeline.refinement import collect_round, plan_round
 from pipeline.sampling import SampleRequest, SampleResult, SampleRole, assemble, plan_requests
 
 if TYPE_CHECKING:
@@ -99,16 +100,53 @@ def sampling_params(config: SamplerConfig, seed: int) -> dict[str, Any]:
     }
 
 
-def expand_row(row: dict[str, Any], *, config: SamplerConfig, job_id: str) -> list[dict[str, Any]]:
+CARRY_ROLE = "carry"
+"""Role of the one placeholder request of a problem with nothing to ask in a refinement
+round: ``map_groups`` only sees problems that have rows, so a problem whose trajectories
+all passed rides along as one one-token request, and ``regroup`` drops its answer."""
+
+
+def _requests(
+    state: ProblemState, config: SamplerConfig, job_id: str, round_: int | None
+) -> list[SampleRequest]:
+    if round_ is None:
+        return plan_requests(state.problem, config, job_id)
+    return plan_round(state, config, job_id, round_)
+
+
+def expand_row(
+    row: dict[str, Any], *, config: SamplerConfig, job_id: str, round_: int | None = None
+) -> list[dict[str, Any]]:
     """Ray Data ``flat_map``: one source row → one request row per sample.
 
     Each request row holds the processor's inputs (``prompt`` or ``messages``, and
     ``sampling_params``) plus what regrouping needs (the problem and the sample's place).
+    ``round_`` is the Target-DPO round (None in a Focused-DPO build).
     """
     state: ProblemState = row["state"]
     state_json = state.model_dump_json()
     out = []
-    for request in plan_requests(state.problem, config, job_id):
+    requests = _requests(state, config, job_id, round_)
+    if not requests:
+        carry = SampleRequest(state.problem_id, SampleRole.CODE, 0, ".", 0)
+        params = {**sampling_params(config, 0), "max_tokens": 1}
+        return [
+            {
+                "problem_id": state.problem_id,
+                "state_json": state_json,
+                "role": CARRY_ROLE,
+                "sample_index": 0,
+                "request_prompt": carry.prompt,
+                "seed": 0,
+                "sampling_params": params,
+                **(
+                    {"messages": carry.chat()}
+                    if config.endpoint == "chat"
+                    else {"prompt": carry.prompt}
+                ),
+            }
+        ]
+    for request in requests:
         item: dict[str, Any] = {
             "problem_id": state.problem_id,
             "state_json": state_json,
@@ -119,7 +157,7 @@ def expand_row(row: dict[str, Any], *, config: SamplerConfig, job_id: str) -> li
             "sampling_params": sampling_params(config, request.seed),
         }
         if config.endpoint == "chat":
-            item["messages"] = [{"role": "user", "content": request.prompt}]
+            item["messages"] = request.chat()
         else:
             item["prompt"] = request.prompt
         out.append(item)
@@ -141,7 +179,9 @@ def generation_row(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def regroup(rows: Sequence[Mapping[str, Any]], config: SamplerConfig) -> ProblemState:
+def regroup(
+    rows: Sequence[Mapping[str, Any]], config: SamplerConfig, round_: int | None = None
+) -> ProblemState:
     """The generated rows of one problem → its state with the samples.
 
     Raises:
@@ -166,13 +206,19 @@ def regroup(rows: Sequence[Mapping[str, Any]], config: SamplerConfig) -> Problem
             error=f"vLLM: {r['error']}" if r["error"] else None,
         )
         for r in rows
+        if r["role"] != CARRY_ROLE
     ]
-    return assemble(state, config, results, continuation=config.endpoint != "chat")
+    continuation = config.endpoint != "chat"
+    if round_ is None:
+        return assemble(state, config, results, continuation=continuation)
+    return collect_round(state, config, results, continuation=continuation, round_=round_)
 
 
-def regroup_batch(batch: Mapping[str, Any], *, config: SamplerConfig) -> dict[str, list[Any]]:
+def regroup_batch(
+    batch: Mapping[str, Any], *, config: SamplerConfig, round_: int | None = None
+) -> dict[str, list[Any]]:
     """Ray Data ``map_groups`` UDF: one problem's generated rows → its state with samples."""
-    return {"state": [regroup(rows_of(batch), config)]}
+    return {"state": [regroup(rows_of(batch), config, round_)]}
 
 
 def rows_of(batch: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -201,9 +247,13 @@ def _require_vllm() -> None:
 
 
 def build_vllm_sampler(
-    config: SamplerConfig, job_id: str
+    config: SamplerConfig, job_id: str, round_: int | None = None
 ) -> Callable[[ray.data.Dataset], ray.data.Dataset]:
     """A function from source rows to sampled rows that runs vLLM through ``ray.data.llm``.
+
+    ``round_`` is the Target-DPO round (None in a Focused-DPO build): each round is its
+    own processor, so a refinement build holds ``max_rounds + 1`` engine replicas
+    (``sampler.concurrency`` each); size ``engine_options.gpu_memory_utilization`` for that.
 
     Raises:
         SamplerUnavailable: vLLM (the ``gpu`` extra) is not installed.
@@ -214,11 +264,13 @@ def build_vllm_sampler(
     processor = build_processor(vLLMEngineProcessorConfig(**processor_config_kwargs(config)))
 
     def run(ds: ray.data.Dataset) -> ray.data.Dataset:
-        requests = ds.flat_map(functools.partial(expand_row, config=config, job_id=job_id))
+        requests = ds.flat_map(
+            functools.partial(expand_row, config=config, job_id=job_id, round_=round_)
+        )
         generated = processor(requests).map(generation_row)
         return generated.groupby("problem_id").map_groups(
             regroup_batch,  # type: ignore[arg-type]  # Ray converts our list columns itself
-            fn_kwargs={"config": config},
+            fn_kwargs={"config": config, "round_": round_},
         )
 
     return run

@@ -330,12 +330,6 @@ def test_completion_answer_without_the_header_is_a_fenced_solution():
     assert new.program == "def inc(x):\n    return x + 1\n"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_version_texts matches the answer against prompt.rstrip() but builds "
-    "program = prompt + continuation: when the prompt does not end in exactly one newline "
-    "(here it ends with the body's indentation) the program is not the model's code",
-)
 def test_completion_prompt_ending_in_indentation_gives_the_model_program():
     problem = OWN.model_copy(update={"prompt": "def inc(x):\n    "})
     code = "def inc(x):\n    y = x\n    return y + 1"
@@ -617,12 +611,6 @@ def test_formatting_only_difference_is_skipped_as_identical_ast():
     assert pair is SkipReason.IDENTICAL_AST
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="completion-style pairs are filtered on the bare continuations, which are "
-    "indented function bodies that never parse, so the identical-AST check never fires; "
-    "the filter must see the programs (prompt + continuation)",
-)
 def test_formatting_only_difference_of_continuations_is_skipped_as_identical_ast():
     assert pair_of(refined("    return (x+1)\n", RIGHT)) is SkipReason.IDENTICAL_AST
 

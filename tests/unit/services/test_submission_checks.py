@@ -109,7 +109,8 @@ def test_a_spec_this_version_cannot_run_is_422(
     client: TestClient, launcher: FakeLauncher, section: dict[str, Any], field: str
 ) -> None:
     (problem,) = _refused(client, spec(**section))["problems"]
-    assert problem.startswith(field + ":")
+    # `target_dpo` with the replay sampler is refused by the spec's own validation.
+    assert problem.removeprefix("body: ").startswith(field + ":")
     _nothing_kept(client, launcher)
 
 
