@@ -25,7 +25,7 @@ from pipeline import prompts
 from pipeline.config import SamplerConfig
 from pipeline.errors import ConfigError, ContractViolation, SamplerUnavailable
 from pipeline.problem_state import ProblemState
-from pipeline.records import Problem
+from pipeline.records import CellStatus, Problem, Trajectory, Version
 from pipeline.sampling import SampleRole
 
 PROBLEM = Problem(
@@ -229,3 +229,54 @@ def test_chat_answers_for_tests_get_no_assert_prefix():
 def test_building_without_vllm_names_the_gpu_extra():
     with pytest.raises(SamplerUnavailable, match=r"pairforge\[gpu\]"):
         build_vllm_sampler(CONFIG, "job")
+
+
+# ---------------------------------------------------------------- Target-DPO rounds
+
+
+def _refining_state(passed: bool) -> ProblemState:
+    failing = Version(
+        round=0,
+        completion="    return x\n",
+        program="def inc(x):\n    return x\n",
+        statuses=[CellStatus.FAILED],
+        feedback="Test 1 (failed): inc(1) returned 1",
+    )
+    second = Trajectory(
+        index=1,
+        versions=[
+            failing.model_copy(
+                update={"statuses": [CellStatus.PASSED] if passed else [CellStatus.FAILED]}
+            )
+        ],
+    )
+    return ProblemState(
+        index=2,
+        problem=PROBLEM.model_copy(update={"tests": ["assert inc(1) == 2"]}),
+        verified_tests=["assert inc(1) == 2"],
+        trajectories=[Trajectory(index=0, versions=[failing]), second],
+    )
+
+
+def test_a_refinement_round_asks_each_failing_trajectory_as_a_chat_conversation():
+    chat = CONFIG.model_copy(update={"endpoint": "chat"})
+    rows = expand_row({"state": _refining_state(passed=True)}, config=chat, job_id="j", round_=1)
+    [row] = rows  # trajectory 1 passed: only trajectory 0 is asked
+    assert (row["role"], row["sample_index"]) == ("refine", 0)
+    assert [m["role"] for m in row["messages"]] == ["user", "assistant", "user"]
+    assert "inc(1) returned 1" in row["messages"][2]["content"]
+    answer = "```python\ndef inc(x):\n    return x + 1\n```"
+    state = regroup([_generated(row, answer)], chat, round_=1)
+    assert state.trajectories[0].pending == answer
+    assert state.trajectories[1].pending is None
+
+
+def test_a_problem_with_nothing_to_refine_rides_along_as_one_placeholder_request():
+    # map_groups only sees problems that have rows: a finished problem must not vanish.
+    state = _refining_state(passed=True).model_copy(
+        update={"trajectories": _refining_state(passed=True).trajectories[1:]}
+    )
+    [row] = expand_row({"state": state}, config=CONFIG, job_id="j", round_=1)
+    assert row["role"] == "carry" and row["sampling_params"]["max_tokens"] == 1
+    back = regroup([_generated(row, "ignored")], CONFIG, round_=1)
+    assert back == state
