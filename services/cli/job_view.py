@@ -13,6 +13,8 @@ to the service, so the formatting is tested on its own::
     # cells      2,345 executed, 56.2 cells/s
     # pairs      7
     # skips      all_pass 1, no_passing_code 1
+    # refined    5 of 12 trajectories (3 passed at once, 2 not refined)   (Target-DPO only)
+    # versions   r0 12, r1 7, r2 4
     # output     /srv/runs/quickstart
     # dashboard  http://127.0.0.1:8265/#/jobs/pf-3f2a9c1d0b7e
     #            (it asks for Ray's token: `ray get-auth-token` on the Ray head)
@@ -94,6 +96,23 @@ def _stage_lines(stages: Sequence[Mapping[str, Any]]) -> list[str]:
     return lines
 
 
+def _refinement_lines(refinement: Mapping[str, Any] | None) -> list[str]:
+    """A Target-DPO build's loop: what became of its trajectories, versions per round."""
+    if not refinement:
+        return []
+    rounds = refinement.get("versions_per_round") or {}
+    per_round = ", ".join(f"r{r} {n:,}" for r, n in rounds.items()) or "none yet"
+    return [
+        _row(
+            "refined",
+            f"{int(refinement.get('refined', 0)):,} of {int(refinement.get('trajectories', 0)):,}"
+            f" trajectories ({int(refinement.get('passed_first', 0)):,} passed at once, "
+            f"{int(refinement.get('not_refined', 0)):,} not refined)",
+        ),
+        _row("versions", per_round),
+    ]
+
+
 def job_summary(job: Mapping[str, Any], *, now: datetime | None = None) -> str:
     """A job as a few lines a person reads at a glance (state, stages, counts, links)."""
     now = now or datetime.now(UTC)
@@ -118,6 +137,7 @@ def job_summary(job: Mapping[str, Any], *, now: datetime | None = None) -> str:
             f"{reason} {n:,}" for reason, n in sorted(skips.items(), key=lambda kv: (-kv[1], kv[0]))
         )
         lines.append(_row("skips", shown or "none"))
+        lines += _refinement_lines(progress.get("refinement"))
     output = str(job.get("output_uri", ""))
     if job.get("manifest_ready"):
         output += " (complete: manifest.json written)"

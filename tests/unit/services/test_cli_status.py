@@ -83,6 +83,25 @@ def test_status_summary_of_a_running_job(client: TestClient, launcher: FakeLaunc
     assert f"dashboard  http://ray.test:8265/#/jobs/{job['id']}" in lines
     assert any("ray get-auth-token" in line for line in lines)
     assert "error" not in text
+    assert not any(line.startswith(("refined", "versions")) for line in lines)
+
+
+def test_status_summary_of_a_target_dpo_job_shows_its_refinement(
+    client: TestClient, launcher: FakeLauncher
+) -> None:
+    job = client.post("/jobs", json={"spec": spec("t"), "name": "codeflow"}).json()
+    launcher.set(job["id"], JobState.RUNNING)
+    refinement = {
+        "trajectories": 12,
+        "versions_per_round": {"0": 12, "1": 7, "2": 4},
+        "refined": 5,
+        "passed_first": 3,
+        "not_refined": 2,
+    }
+    _write_progress(job["output_uri"], **RUNNING, refinement=refinement)
+    lines = job_summary(client.get(f"/jobs/{job['id']}").json()).splitlines()
+    assert "refined    5 of 12 trajectories (3 passed at once, 2 not refined)" in lines
+    assert "versions   r0 12, r1 7, r2 4" in lines
 
 
 def test_status_summary_before_progress_and_after_failure(
