@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.config import JobSpec, SamplerKind
 from pipeline.errors import JobSpecError
+from pipeline.records import PairMethod
 
 ENV_PREFIX = "PAIRFORGE_"
 """Prefix of the environment variables that set the limits (``PAIRFORGE_MAX_PIDS``...)."""
@@ -64,7 +65,9 @@ class JobLimits(BaseModel):
     max_samples_per_job: int = Field(
         default=200_000,
         ge=1,
-        description="Largest `sampler.k` × problems in the input (after `source.limit`).",
+        description="Largest `sampler.k` × problems in the input (after `source.limit`), "
+        "× (1 + `pairs.max_rounds`) for a Target-DPO job, whose trajectories may each ask "
+        "for a fix every round.",
     )
     max_tokens: int = Field(
         default=8192, ge=1, description="Largest `sampler.max_tokens` (tokens per completion)."
@@ -186,10 +189,16 @@ def sample_count_problem(problems: int, spec: JobSpec, limits: JobLimits) -> str
     ``problems`` must be the exact count the build will sample (after ``source.limit``).
     """
     samples = problems * spec.sampler.k
+    shown = f"{problems} problems × k={spec.sampler.k}"
+    if spec.pairs.method is PairMethod.TARGET_DPO:
+        # Every trajectory may ask for a fix in every round: the most the build can send.
+        rounds = spec.pairs.max_rounds
+        samples *= 1 + rounds
+        shown += f" × (1 + max_rounds={rounds})"
     if samples <= limits.max_samples_per_job:
         return None
     return (
-        f"sampler.k: {problems} problems × k={spec.sampler.k} = {samples} samples, over the "
+        f"sampler.k: {shown} = {samples} samples at most, over the "
         f"limit of {limits.max_samples_per_job} per job set by the operator "
         f"({JobLimits.env_name('max_samples_per_job')}); lower sampler.k, set source.limit, "
         "or split the job"

@@ -63,6 +63,10 @@ BYTES_PER_TOKEN = 3
 DeepSeek-Coder, StarCoder2) average 3-4 bytes a token on Python, so the estimate counts
 high and drops a pair near the limit rather than keeping one the trainer would cut."""
 
+MAX_ANSWER_CHARS = 100_000
+"""Characters of a refinement answer that are parsed (as for sampled completions): model
+output is untrusted, and ``sampler.max_tokens`` is only what the server was asked for."""
+
 _FILTER_SKIPS: dict[FilterReason, SkipReason] = {
     "empty_diff": SkipReason.EMPTY_DIFF,
     "comment_only": SkipReason.COMMENT_ONLY,
@@ -151,7 +155,7 @@ def parse_round(state: ProblemState, round_: int) -> ProblemState:
         if trajectory.pending is None:
             trajectories.append(trajectory)
             continue
-        code = _answer_code(trajectory.pending)
+        code = _answer_code(trajectory.pending[:MAX_ANSWER_CHARS])
         if code is None:
             stopped = f"round {round_}: the answer held no python code block"
             trajectories.append(trajectory.model_copy(update={"pending": None, "stopped": stopped}))

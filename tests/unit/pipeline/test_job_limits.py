@@ -96,8 +96,19 @@ def test_sample_count_is_exact_and_named() -> None:
     assert sample_count_problem(20, spec, JobLimits(max_samples_per_job=200)) is None
     problem = sample_count_problem(30, spec, JobLimits(max_samples_per_job=200))
     assert problem is not None
-    assert problem.startswith("sampler.k: 30 problems × k=10 = 300 samples, over the limit of 200")
-    assert "PAIRFORGE_MAX_SAMPLES_PER_JOB" in problem
+    assert problem.startswith("sampler.k: 30 problems × k=10 = 300 samples at most, over the")
+    assert "limit of 200" in problem and "PAIRFORGE_MAX_SAMPLES_PER_JOB" in problem
+
+
+def test_a_target_dpo_job_counts_a_fix_per_round() -> None:
+    spec = _spec(
+        sampler={"kind": "openai", "base_url": "http://h/v1", "model": "m", "k": 2},
+        pairs={"method": "target_dpo", "max_rounds": 4},
+    )
+    assert sample_count_problem(20, spec, JobLimits(max_samples_per_job=200)) is None
+    problem = sample_count_problem(21, spec, JobLimits(max_samples_per_job=200))
+    assert problem is not None
+    assert problem.startswith("sampler.k: 21 problems × k=2 × (1 + max_rounds=4) = 210 samples")
 
 
 def test_handoff_cannot_run_yet() -> None:

@@ -95,7 +95,9 @@ def test_too_many_samples_reports_the_exact_count(
     body["source"]["path"] = "many.jsonl"
     (problem,) = _refused(client, body)["problems"]
     # Counting used to stop early and present its partial count (3) as the job's size.
-    assert problem.startswith("sampler.k: 30 problems × k=10 = 300 samples, over the limit of 20")
+    assert problem.startswith(
+        "sampler.k: 30 problems × k=10 = 300 samples at most, over the limit of 20"
+    )
 
 
 @pytest.mark.parametrize(
