@@ -10,6 +10,8 @@ only compiled). Garbage never raises; whatever parsing drops or alters is counte
 - ``bad_unicode``: a completion held text UTF-8 cannot encode (lone surrogates); replaced.
 - ``no_code_block``: an instruction-style answer had no python (or bare) fenced block.
 - ``empty_code``: the extracted code was empty or whitespace only; dropped.
+- ``fenced_continuation``: a completion-style answer came as a fenced block repeating the
+  prompt (a chat model's way); the code after the prompt was taken as the continuation.
 - ``no_test_block``: a joint instruction-style answer had no test block.
 - ``duplicate_code`` / ``duplicate_test``: merged into an earlier identical candidate.
 - ``test_empty``: an ``assert`` with nothing after it (CodeT's ``assert \\n`` samples).
@@ -359,9 +361,32 @@ def _instruction_completion(code: str) -> str:
     return f"```python\n{code}\n```"
 
 
+def _fenced_continuation(problem: Problem, raw: str) -> str | None:
+    """The continuation inside a chat answer to a completion-style prompt, or None.
+
+    A chat model answers the bare function prompt with prose and a fenced block that
+    repeats the prompt; what follows the prompt in the block is the continuation. Only
+    when the answer does not itself start as a continuation (an indented body line).
+    """
+    first_line = next((line for line in raw.splitlines() if line.strip()), "")
+    if first_line[:1].isspace() or "```" not in raw:
+        return None
+    block = extract_fenced_code(raw)
+    if block is None:
+        return None
+    program = block + "\n"
+    continuation = program[len(problem.prompt) :]
+    if program.startswith(problem.prompt) and continuation.strip():
+        return continuation
+    return None
+
+
 def _add_code_sample(collector: _Collector, problem: Problem, raw: str, sample: int) -> None:
     if problem.style is PromptStyle.COMPLETION:
-        code = truncate_completion(raw)
+        fenced = _fenced_continuation(problem, raw)
+        if fenced is not None:
+            collector.stats["fenced_continuation"] += 1
+        code = fenced if fenced is not None else truncate_completion(raw)
         collector.add_code(code, problem.prompt + code, sample)
         return
     block = extract_fenced_code(raw)

@@ -386,3 +386,18 @@ def test_dev_k100_assert_counts_match_codet() -> None:
     assert extracted == pytest.approx(55.6, abs=2.0)
     assert unique == pytest.approx(50.8, abs=2.0)
     assert all(len(c.codes) > 0 for c in candidates)
+
+
+def test_a_chat_answer_repeating_a_completion_prompt_gives_its_continuation() -> None:
+    problem = Problem(problem_id="p", prompt='def inc(x):\n    """Add one."""\n', entry_point="inc")
+    answer = 'Sure!\n```python\ndef inc(x):\n    """Add one."""\n    return x + 1\n```\nDone.'
+    candidates = parse_candidates(problem, [answer, "    return x + 1\n"], [])
+    # The chat answer and the plain continuation are the same code.
+    [code] = candidates.codes
+    assert code.completion == "    return x + 1\n" and code.count == 2
+    assert code.program == problem.prompt + code.completion
+    assert candidates.parse_stats == {"duplicate_code": 1, "fenced_continuation": 1}
+    # A block that does not repeat the prompt verbatim is left to the old rules.
+    other = "```python\ndef inc(y):\n    return y + 1\n```"
+    [kept] = parse_candidates(problem, [other], []).codes
+    assert kept.completion == truncate_completion(other)
