@@ -87,11 +87,15 @@ def openai_batch_size(config: SamplerConfig) -> int:
     return max(1, math.ceil(REQUESTS_PER_SLOT * config.max_concurrency / per_problem))
 
 
-def _sample_placement(config: SamplerConfig) -> StagePlacement:
+def _sample_placement(config: SamplerConfig, passes: int) -> StagePlacement:
     if config.kind is SamplerKind.OPENAI:
-        # One actor: `max_concurrency` then bounds the requests of the whole job.
+        # One actor: `max_concurrency` then bounds the requests of the whole job. The
+        # rounds of a Target-DPO build share the CPU one actor would take, or six idle
+        # HTTP actors would hold the CPUs the parse tasks need.
         return StagePlacement(
-            num_cpus=OPENAI_ACTOR_CPUS, concurrency=1, batch_size=openai_batch_size(config)
+            num_cpus=OPENAI_ACTOR_CPUS / passes,
+            concurrency=1,
+            batch_size=openai_batch_size(config),
         )
     if config.kind is SamplerKind.VLLM:
         # ray.data.llm places its own engine actors from the processor config.
@@ -105,7 +109,7 @@ def _sample_placement(config: SamplerConfig) -> StagePlacement:
 
 
 def _execute_passes(spec: JobSpec) -> int:
-    """Execute stages in the build's dataflow: one, or one per Target-DPO round.
+    """Sample and execute stages in the build's dataflow: one, or one per Target-DPO round.
 
     Every pass is an actor pool of its own, and a node's ``sandbox`` count says how many
     executors it takes; the passes share it, so a build always fits where one Focused-DPO
@@ -120,7 +124,7 @@ def _execute_passes(spec: JobSpec) -> int:
 def build_placement(spec: JobSpec) -> BuildPlacement:
     """Every stage's placement for a JobSpec."""
     return BuildPlacement(
-        sample=_sample_placement(spec.sampler),
+        sample=_sample_placement(spec.sampler, _execute_passes(spec)),
         parse=StagePlacement(),
         # The container does the work; the actor only waits on it. The custom resource,
         # not CPUs, decides where executors run and how many fit.

@@ -81,6 +81,18 @@ def test_the_http_sampler_is_one_light_actor_with_batches_sized_for_its_slots():
     assert OPENAI_ACTOR_CPUS < 1
 
 
+def test_target_dpo_rounds_share_one_sampler_cpu_and_the_sandbox_resource():
+    # Six passes (max_rounds 5): six HTTP actors and six executor pools. Were each to
+    # take what one Focused-DPO stage takes, the actors would hold 1.5 of 2 CPUs and the
+    # parse tasks (1 CPU each) would never be scheduled.
+    data = spec(OPENAI, max_workers=2).model_dump(mode="json")
+    data["pairs"] = {"method": "target_dpo", "max_rounds": 5}
+    placement = build_placement(JobSpec.model_validate(data))
+    assert placement.sample.num_cpus == pytest.approx(OPENAI_ACTOR_CPUS / 6)
+    assert placement.execute.resources == {SANDBOX_RESOURCE: pytest.approx(1 / 6)}
+    assert placement.execute.concurrency == (1, 2)
+
+
 def test_the_vllm_sampler_asks_for_the_gpus_of_one_engine_replica():
     options = build_placement(spec(VLLM)).sample.ray_options()
     assert plain(options) == {"num_cpus": 0, "num_gpus": 2, "actors": (3, 3), "batch_size": 32}
