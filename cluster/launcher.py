@@ -10,6 +10,11 @@ Ray's errors are mapped here, at the boundary, onto ``ClusterUnavailable`` (an
     launcher.submit(submission_id="pf-1a2b", job_id="pf-1a2b", spec_path="/runs/x/job.json",
                     name="demo")
     launcher.status("pf-1a2b")   # RemoteStatus(state=<JobState.RUNNING>, message="...")
+
+A build's training job is a Ray Job of its own (``submit_training``), tagged
+``pairforge_job_id`` (its own submission id) and ``pairforge_training_of`` (the build's job
+id), and given the GPUs its training config asks for, so the dashboard lists it beside the
+build and Ray places it on a node that has them.
 """
 
 from __future__ import annotations
@@ -124,13 +129,47 @@ class RayJobLauncher:
         entrypoint = self.entrypoint(job_id, spec_path)
         # `job_name` is what the dashboard's Jobs page shows and searches by as "Name".
         metadata = {"pairforge_job_id": job_id, "name": name or job_id, "job_name": name or job_id}
+        self._submit(submission_id, entrypoint, metadata)
+
+    def submit_training(
+        self, *, submission_id: str, training_of: str, command: str, num_gpus: int, name: str
+    ) -> None:
+        """Start a training job: ``command`` (a shell line) as its own Ray Job.
+
+        Args:
+            submission_id: the training job's submission id (its ``pairforge_job_id``).
+            training_of: the pairforge job id of the build whose dataset it trains on.
+            command: the whole shell line to run (``cd ROOT && exec python train.py ...``).
+            num_gpus: GPUs its training config asks for; Ray reserves them for the
+                entrypoint process (none when 0).
+            name: what the dashboard's Name column shows.
+        """
+        metadata = {
+            "pairforge_job_id": submission_id,
+            "pairforge_training_of": training_of,
+            "name": name or submission_id,
+            "job_name": name or submission_id,
+        }
+        self._submit(submission_id, command, metadata, num_gpus=num_gpus or None)
+
+    def _submit(
+        self,
+        submission_id: str,
+        entrypoint: str,
+        metadata: dict[str, str],
+        *,
+        num_gpus: int | None = None,
+    ) -> None:
         deadline = time.monotonic() + self._agent_wait_s
         while True:
             try:
                 self._call(
                     f"submit {submission_id}",
                     lambda: self._client.submit_job(
-                        entrypoint=entrypoint, submission_id=submission_id, metadata=metadata
+                        entrypoint=entrypoint,
+                        submission_id=submission_id,
+                        metadata=metadata,
+                        entrypoint_num_gpus=num_gpus,
                     ),
                 )
                 break
@@ -156,6 +195,30 @@ class RayJobLauncher:
 
     def dashboard_url(self, submission_id: str) -> str | None:
         return f"{self._dashboard_url}/#/jobs/{submission_id}"
+
+    def exit_code(self, submission_id: str) -> int | None:
+        """The entrypoint's exit code once it has ended (None before, or when unknown)."""
+        try:
+            info: Any = self._call(f"status of {submission_id}", lambda: self._info(submission_id))
+        except _Missing:
+            return None
+        code = info.driver_exit_code
+        return int(code) if code is not None else None
+
+    def logs(self, submission_id: str) -> str:
+        """Everything the submission's entrypoint has printed so far ("" when unknown)."""
+        try:
+            return str(self._call(f"logs of {submission_id}", lambda: self._logs(submission_id)))
+        except _Missing:
+            return ""
+
+    def _logs(self, submission_id: str) -> str:
+        try:
+            return self._client.get_job_logs(submission_id)
+        except RuntimeError as exc:
+            if _NOT_FOUND.search(str(exc)):
+                raise _Missing from exc
+            raise
 
     def _stop(self, submission_id: str) -> bool:
         try:

@@ -76,7 +76,7 @@ class JobLimits(BaseModel):
         default=8,
         ge=1,
         description="Largest `sampler.concurrency` × `sampler.tensor_parallel_size` (GPUs a "
-        "vLLM sampler takes).",
+        "vLLM sampler takes), and largest `num_gpus` of a hand-off's training config.",
     )
     max_batch_size: int = Field(
         default=1024, ge=1, description="Largest `sampler.batch_size` (rows per vLLM batch)."
@@ -208,12 +208,29 @@ def sample_count_problem(problems: int, spec: JobSpec, limits: JobLimits) -> str
 def unrunnable_reasons(spec: JobSpec) -> list[str]:
     """One line per part of ``spec`` that this version of the build cannot run."""
     reasons = []
-    if spec.handoff is not None:
+    handoff = spec.handoff
+    if handoff is not None and handoff.submit and not handoff.training_config.strip():
         reasons.append(
-            "handoff: the training hand-off is not available in this version; remove the "
-            "`handoff` section and start training from the manifest yourself"
+            "handoff.training_config: a hand-off that submits the training job needs the "
+            "path of its training config (YAML); got none"
+        )
+    if handoff is not None and handoff.submit and not handoff.entrypoint.strip():
+        reasons.append(
+            "handoff.entrypoint: a hand-off that submits the training job needs its command; "
+            "got an empty one"
         )
     return reasons
+
+
+def training_gpus_problem(num_gpus: int, limits: JobLimits) -> str | None:
+    """The line refusing a training config's ``num_gpus`` over ``max_gpus``, or None."""
+    if num_gpus <= limits.max_gpus:
+        return None
+    return (
+        f"handoff.training_config: num_gpus {num_gpus} is over the limit of "
+        f"{limits.max_gpus} set by the operator ({JobLimits.env_name('max_gpus')}); ask for "
+        f"at most {limits.max_gpus}"
+    )
 
 
 def require_runnable(spec: JobSpec, limits: JobLimits, *, problems: int | None = None) -> None:

@@ -8,6 +8,13 @@ copied into ``progress_json`` when the service reconciles.
     store = JobStore("sqlite:///./pairforge.db")
     store.add(NewJob(id="pf-1a2b", name="demo", spec_json="{...}", output_dir="/srv/runs/x"))
     store.get("pf-1a2b").state       # JobState.QUEUED
+
+A job whose spec hands off to training (``NewJob(..., training=True)``) also carries the
+state of that training job (``TrainingState``), kept apart from the build's own state: a
+training job that fails never changes the build's.
+
+The table is created when missing; columns added by later versions are added to an older
+table at start-up (``_ADDED_COLUMNS``), so a service upgraded in place keeps its jobs.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ import logging
 import threading
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import PurePath
 from typing import Any
 
@@ -29,19 +37,42 @@ from sqlalchemy import (
     create_engine,
     event,
     func,
+    inspect,
     or_,
     select,
     type_coerce,
     update,
 )
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from pipeline.errors import JobChanged, OutputInUse, StorageError
 from pipeline.ports import JobState
 
 logger = logging.getLogger(__name__)
+
+
+class TrainingState(StrEnum):
+    """Where a build's hand-off to its training job stands.
+
+    ``waiting`` until the build succeeds (a failed or cancelled build never submits; a
+    resumed one that succeeds does), ``submitting`` from the moment the service decided to
+    submit until Ray confirms, then the training Ray Job's own state.
+    """
+
+    WAITING = "waiting"
+    SUBMITTING = "submitting"
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def final(self) -> bool:
+        """True once the training job cannot change state by itself any more."""
+        return self in (TrainingState.SUCCEEDED, TrainingState.FAILED, TrainingState.CANCELLED)
 
 
 class _Base(DeclarativeBase):
@@ -66,6 +97,15 @@ class _JobRow(_Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # Added after the first release (see _ADDED_COLUMNS): server defaults, so rows written
+    # by an older version, or by hand, read as "no hand-off".
+    training_id: Mapped[str] = mapped_column(String(80), default="", server_default="")
+    training_state: Mapped[str] = mapped_column(String(16), default="", server_default="")
+    training_error: Mapped[str | None] = mapped_column(Text, nullable=True, default=None)
+
+
+_ADDED_COLUMNS = ("training_id", "training_state", "training_error")
+"""Columns an older table may lack; ``JobStore`` adds them when it opens the database."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,6 +116,8 @@ class NewJob:
     name: str
     spec_json: str
     output_dir: str
+    training: bool = False
+    """The spec hands off to a training job once the build succeeds."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,6 +140,12 @@ class StoredJob:
     damage: str | None = None
     """Why the stored row could not be read as written, when it could not; such a job is
     shown as failed (with the reason as its error) and never resumed."""
+    training_id: str = ""
+    """Ray submission id of the training job, once the service decided to submit it."""
+    training_state: TrainingState | None = None
+    """Where the hand-off stands; None when the job hands off nothing."""
+    training_error: str | None = None
+    """Why submitting the training job failed, or why it failed."""
 
 
 _UPDATABLE = frozenset(
@@ -112,6 +160,16 @@ _UPDATABLE = frozenset(
         "name",
     }
 )
+
+_TRAINING_UPDATABLE = frozenset({"training_id", "training_state", "training_error"})
+
+OPEN_HANDOFFS = (
+    TrainingState.WAITING,
+    TrainingState.SUBMITTING,
+    TrainingState.QUEUED,
+    TrainingState.RUNNING,
+)
+"""Hand-off states that may still change."""
 
 
 def utcnow() -> datetime:
@@ -138,6 +196,9 @@ _RAW_COLUMNS = (
         type_coerce(getattr(_JobRow, name), String).label(name)
         for name in ("created_at", "updated_at", "started_at", "finished_at")
     ),
+    _JobRow.training_id,
+    _JobRow.training_state,
+    _JobRow.training_error,
 )
 
 
@@ -182,6 +243,19 @@ def _stored(row: Any) -> StoredJob:
     )
     error = None if values["error"] is None else _text(values["error"])
     progress = values["progress_json"]
+    training_state: TrainingState | None = None
+    training_error = None if values["training_error"] is None else _text(values["training_error"])
+    if _text(values["training_state"]):
+        try:
+            training_state = TrainingState(values["training_state"])
+        except ValueError:
+            # Only the hand-off is unreadable: the build's own record stays usable.
+            shown_state = _text(values["training_state"])[:40]
+            training_state = TrainingState.FAILED
+            training_error = (
+                f"the stored hand-off state {shown_state!r} of job {job_id} is damaged; no "
+                "training job will be submitted for it"
+            )
     if damage:
         shown = "; ".join(damage)
         state = JobState.FAILED
@@ -204,6 +278,9 @@ def _stored(row: Any) -> StoredJob:
         started_at=started,
         finished_at=finished,
         damage="; ".join(damage) or None,
+        training_id=_text(values["training_id"]),
+        training_state=training_state,
+        training_error=training_error,
     )
 
 
@@ -236,8 +313,33 @@ class JobStore:
         self._add_lock = threading.Lock()
         try:
             _Base.metadata.create_all(self._engine)
+            self._add_missing_columns()
         except SQLAlchemyError as exc:
             raise StorageError(f"cannot open the job database {self._shown()}: {exc}") from exc
+
+    def _add_missing_columns(self) -> None:
+        """Bring a table made by an older version up to date (``ALTER TABLE ... ADD``)."""
+        present = {c["name"] for c in inspect(self._engine).get_columns(_JobRow.__tablename__)}
+        preparer = self._engine.dialect.identifier_preparer
+        for name in _ADDED_COLUMNS:
+            if name in present:
+                continue
+            column = _JobRow.__table__.c[name]
+            kind = column.type.compile(dialect=self._engine.dialect)
+            default = " NOT NULL DEFAULT ''" if column.server_default is not None else ""
+            statement = (
+                f"ALTER TABLE {preparer.quote(_JobRow.__tablename__)} "
+                f"ADD COLUMN {preparer.quote(name)} {kind}{default}"
+            )
+            try:
+                with self._engine.begin() as connection:
+                    connection.exec_driver_sql(statement)
+            except OperationalError:
+                # Another service process on this database added it first.
+                again = inspect(self._engine).get_columns(_JobRow.__tablename__)
+                if name not in {c["name"] for c in again}:
+                    raise
+            logger.info("job database: added column %s to %s", name, _JobRow.__tablename__)
 
     def _shown(self) -> str:
         return self._engine.url.render_as_string(hide_password=True)
@@ -266,6 +368,8 @@ class JobStore:
             attempts=0,
             created_at=now,
             updated_at=now,
+            training_id="",
+            training_state=TrainingState.WAITING.value if job.training else "",
         )
         try:
             with self._add_lock, self._sessions.begin() as session:
@@ -292,6 +396,7 @@ class JobStore:
             updated_at=now,
             started_at=None,
             finished_at=None,
+            training_state=TrainingState.WAITING if job.training else None,
         )
 
     @staticmethod
@@ -387,6 +492,61 @@ class JobStore:
                 return now
         except SQLAlchemyError as exc:
             raise StorageError(f"cannot update job {job_id}: {exc}") from exc
+
+    def update_training(self, job_id: str, *, expect: TrainingState, **changes: Any) -> StoredJob:
+        """Change the hand-off columns if its state is still ``expect`` (atomically).
+
+        ``training_state`` may be given as a ``TrainingState``. A hand-off only moves from
+        ``waiting`` once the build is stored as succeeded, so a cancel stored first wins.
+
+        Raises:
+            KeyError: no job with this id.
+            JobChanged: the hand-off (or, from ``waiting``, the build) changed meanwhile;
+                nothing was changed.
+        """
+        unknown = set(changes) - _TRAINING_UPDATABLE
+        if unknown:
+            raise ValueError(
+                f"cannot update {sorted(unknown)}; updatable: {sorted(_TRAINING_UPDATABLE)}"
+            )
+        if isinstance(changes.get("training_state"), TrainingState):
+            changes["training_state"] = changes["training_state"].value
+        statement = update(_JobRow).where(
+            _JobRow.id == job_id, _JobRow.training_state == expect.value
+        )
+        if expect is TrainingState.WAITING:
+            statement = statement.where(_JobRow.state == JobState.SUCCEEDED.value)
+        try:
+            with self._sessions.begin() as session:
+                matched = (
+                    session.connection()
+                    .execute(statement.values(**changes, updated_at=utcnow()))
+                    .rowcount
+                )
+                now = self._read(session, job_id)
+                if not matched:
+                    shown = now.training_state.value if now.training_state else "none"
+                    raise JobChanged(
+                        f"job {job_id}'s hand-off changed meanwhile: it is now {shown} "
+                        f"(build {now.state.value})",
+                        job_id=job_id,
+                    )
+                return now
+        except SQLAlchemyError as exc:
+            raise StorageError(f"cannot update the hand-off of job {job_id}: {exc}") from exc
+
+    def open_handoffs(self) -> list[StoredJob]:
+        """Jobs whose hand-off may still change and whose build has not failed or stopped."""
+        builds = [JobState.QUEUED.value, JobState.RUNNING.value, JobState.SUCCEEDED.value]
+        query = select(*_RAW_COLUMNS).where(
+            _JobRow.training_state.in_([s.value for s in OPEN_HANDOFFS]),
+            _JobRow.state.in_(builds),
+        )
+        try:
+            with self._sessions() as session:
+                return [_stored(r) for r in session.execute(query).all()]
+        except SQLAlchemyError as exc:
+            raise StorageError(f"cannot list open hand-offs: {exc}") from exc
 
     def page(
         self, *, offset: int = 0, limit: int = 100, state: JobState | None = None

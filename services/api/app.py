@@ -5,11 +5,15 @@
     app = create_app(Settings())        # then: uvicorn.run(app, host="127.0.0.1", port=8000)
 
 Nothing happens at import time. On startup the app reconciles every unfinished job with
-Ray, so a restarted service finds its jobs again.
+Ray, so a restarted service finds its jobs again, and moves on every training hand-off
+left open; then it sweeps the open hand-offs every ``handoff_poll_s`` seconds, so a build
+nobody reads still hands off to training when it succeeds.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -22,10 +26,10 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from sqlalchemy.engine import make_url
 
 from pipeline.errors import InfrastructureError
-from pipeline.ports import JobLauncher
 from services.api.body_limit import BodySizeLimit
 from services.api.deps import ServiceState, require_token
 from services.api.errors import install_error_handlers
+from services.api.handoff import Handoff, TrainingLauncher
 from services.api.lifecycle import SubmissionRules
 from services.api.reconcile import Reconciler
 from services.api.routes import health, jobs, metrics
@@ -46,6 +50,23 @@ def _startup_reconcile(state: ServiceState) -> None:
         logger.warning("could not reconcile jobs with Ray at startup: %s", exc)
         return
     logger.info("reconciled %d unfinished job(s) with Ray", seen)
+    _sweep_handoffs(state)
+
+
+def _sweep_handoffs(state: ServiceState) -> None:
+    try:
+        state.jobs(state.ray_launcher()).advance_handoffs()
+    except InfrastructureError as exc:  # StorageError included: the next sweep retries
+        logger.debug("could not move training hand-offs on: %s", exc)
+    except Exception:
+        # The sweep must outlive any one bad job record; its failure is logged, not fatal.
+        logger.exception("sweeping training hand-offs failed; retrying at the next sweep")
+
+
+async def _sweep_forever(state: ServiceState, every_s: float) -> None:
+    while True:
+        await asyncio.sleep(every_s)
+        await run_in_threadpool(_sweep_handoffs, state)
 
 
 def _database_files(url: str, cwd: Path) -> frozenset[Path]:
@@ -60,7 +81,7 @@ def _database_files(url: str, cwd: Path) -> frozenset[Path]:
 
 
 def create_app(
-    settings: Settings, *, launcher: JobLauncher | None = None, cwd: Path | None = None
+    settings: Settings, *, launcher: TrainingLauncher | None = None, cwd: Path | None = None
 ) -> FastAPI:
     """Build the service.
 
@@ -82,11 +103,18 @@ def create_app(
     inputs = InputChecker(
         timeout_s=settings.validation_timeout_s, at_once=settings.validations_at_once
     )
+    rules = SubmissionRules(
+        where=where,
+        limits=settings.limits,
+        inputs=inputs,
+        training_entrypoints=tuple(settings.training_entrypoints),
+    )
     state = ServiceState(
         settings=settings,
         store=store,
         reconciler=Reconciler(store, interval_s=settings.reconcile_interval_s),
-        rules=SubmissionRules(where=where, limits=settings.limits, inputs=inputs),
+        rules=rules,
+        handoff=Handoff(store, rules.handoff(), interval_s=settings.reconcile_interval_s),
         metrics=metrics.metrics_registry(store, keep_finished_s=settings.metrics_keep_finished_s),
         launcher=launcher,
     )
@@ -94,7 +122,16 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await run_in_threadpool(_startup_reconcile, state)
+        sweeper = (
+            asyncio.create_task(_sweep_forever(state, settings.handoff_poll_s))
+            if settings.handoff_poll_s > 0
+            else None
+        )
         yield
+        if sweeper is not None:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
         store.close()
 
     app = FastAPI(

@@ -1,7 +1,8 @@
 """Dependencies of the route handlers: the service's state, job service, launcher and auth.
 
 The ``Annotated`` aliases (``JobsDep``, ``LauncherDep`` ...) are the injection seam: tests
-replace ``get_launcher`` through ``app.dependency_overrides`` with a fake ``JobLauncher``.
+replace ``get_launcher`` through ``app.dependency_overrides`` with a fake launcher (a
+``TrainingLauncher``: builds and their training jobs).
 Ray is imported only when the first real launcher is built, never at import time.
 
 The small dependencies are ``async`` on purpose: FastAPI runs a sync dependency in its
@@ -21,7 +22,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CollectorRegistry
 
 from pipeline.errors import InfrastructureError
-from pipeline.ports import JobLauncher
+from services.api.handoff import Handoff, TrainingLauncher
 from services.api.lifecycle import JobService, SubmissionRules
 from services.api.reconcile import Reconciler
 from services.api.settings import Settings
@@ -36,11 +37,12 @@ class ServiceState:
     store: JobStore
     reconciler: Reconciler
     rules: SubmissionRules
+    handoff: Handoff
     metrics: CollectorRegistry
-    launcher: JobLauncher | None = None
+    launcher: TrainingLauncher | None = None
     _launcher_lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
 
-    def ray_launcher(self) -> JobLauncher:
+    def ray_launcher(self) -> TrainingLauncher:
         """The injected launcher, or a Ray Job launcher built on first use."""
         with self._launcher_lock:
             if self.launcher is None:
@@ -60,6 +62,16 @@ class ServiceState:
                 )
             return self.launcher
 
+    def jobs(self, launcher: TrainingLauncher) -> JobService:
+        """The job service of this app on ``launcher``."""
+        return JobService(
+            store=self.store,
+            launcher=launcher,
+            reconciler=self.reconciler,
+            rules=self.rules,
+            handoff=self.handoff,
+        )
+
 
 async def get_state(request: Request) -> ServiceState:
     state: ServiceState = request.app.state.pairforge
@@ -77,19 +89,17 @@ async def get_settings(state: StateDep) -> Settings:
     return state.settings
 
 
-async def get_launcher(state: StateDep) -> JobLauncher:
+async def get_launcher(state: StateDep) -> TrainingLauncher:
     return state.ray_launcher()
 
 
 StoreDep = Annotated[JobStore, Depends(get_store)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
-LauncherDep = Annotated[JobLauncher, Depends(get_launcher)]
+LauncherDep = Annotated[TrainingLauncher, Depends(get_launcher)]
 
 
 async def get_jobs(state: StateDep, launcher: LauncherDep) -> JobService:
-    return JobService(
-        store=state.store, launcher=launcher, reconciler=state.reconciler, rules=state.rules
-    )
+    return state.jobs(launcher)
 
 
 JobsDep = Annotated[JobService, Depends(get_jobs)]

@@ -10,7 +10,9 @@ safe to write), which the app maps to HTTP at its boundary.
     jobs.cancel(job); jobs.resume(job)
 
 A job's spec is written to ``<output dir>/job.json`` and run as a Ray Job
-(``pairforge build <output dir>/job.json --job-id ID --resume``).
+(``pairforge build <output dir>/job.json --job-id ID --resume``). A job whose spec hands
+off to training has its training job submitted once the build succeeds
+(``services.api.handoff``), when a read, start-up or the periodic sweep sees it.
 """
 
 from __future__ import annotations
@@ -26,12 +28,14 @@ from cluster.storage import write_text
 from pipeline.config import JobSpec, parse_job_spec
 from pipeline.errors import ConfigError, InfrastructureError, JobChanged, StorageError
 from pipeline.job_limits import JobLimits, require_runnable
-from pipeline.ports import JobLauncher, JobState
+from pipeline.ports import JobState
+from services.api.handoff import Handoff, HandoffRules, TrainingLauncher, check_handoff
 from services.api.reconcile import Reconciler
 from services.api.schemas import JobCreate
 from services.api.submission import InputChecker, Locations, prepare_spec
 from services.output_root import recheck_output_dir
 from services.store import JobStore, NewJob, StoredJob, utcnow
+from services.training_job import DEFAULT_ENTRYPOINT
 
 SPEC_FILE = "job.json"
 """Name of the JobSpec the service writes into each job's output directory."""
@@ -64,6 +68,13 @@ class SubmissionRules:
     where: Locations
     limits: JobLimits
     inputs: InputChecker
+    training_entrypoints: tuple[str, ...] = (DEFAULT_ENTRYPOINT,)
+    """Training commands a hand-off may run (``Settings.training_entrypoints``)."""
+
+    def handoff(self) -> HandoffRules:
+        return HandoffRules(
+            where=self.where, limits=self.limits, entrypoints=self.training_entrypoints
+        )
 
 
 class JobService:
@@ -73,27 +84,37 @@ class JobService:
         self,
         *,
         store: JobStore,
-        launcher: JobLauncher,
+        launcher: TrainingLauncher,
         reconciler: Reconciler,
         rules: SubmissionRules,
+        handoff: Handoff | None = None,
     ) -> None:
+        """``handoff`` is the service's own (shared timers); default one for this object."""
         self.store = store
         self.launcher = launcher
         self._reconciler = reconciler
         self._rules = rules
+        self._handoff = handoff or Handoff(store, rules.handoff(), interval_s=0.0)
 
     # ------------------------------------------------------------------ reads
 
     def refresh(self, job: StoredJob) -> StoredJob:
-        """The job brought up to date with Ray and its progress file."""
-        return self._reconciler.refresh(job, self.launcher)
+        """The job brought up to date with Ray and its progress file, hand-off included."""
+        job = self._reconciler.refresh(job, self.launcher)
+        return self._handoff.advance(job, self.launcher)
 
     def page(
         self, *, offset: int, limit: int, state: JobState | None
     ) -> tuple[list[StoredJob], int]:
         """A page of jobs, newest first, each brought up to date; and how many match."""
         jobs, count = self.store.page(offset=offset, limit=limit, state=state)
-        return [self._reconciler.refresh(job, self.launcher) for job in jobs], count
+        return [self.refresh(job) for job in jobs], count
+
+    def advance_handoffs(self) -> int:
+        """Move on every hand-off that can move (start-up, periodic sweep); how many seen."""
+        return self._handoff.advance_open(
+            self.launcher, lambda job: self._reconciler.refresh(job, self.launcher)
+        )
 
     # ------------------------------------------------------------------ changes
 
@@ -109,6 +130,9 @@ class JobService:
         rules = self._rules
         job_id = new_job_id()
         spec = prepare_spec(create, job_id=job_id, where=rules.where, limits=rules.limits)
+        spec = check_handoff(
+            spec, where=rules.where, limits=rules.limits, entrypoints=rules.training_entrypoints
+        )
         rules.inputs.count_problems(spec, rules.limits)
         spec_json = spec.model_dump_json(indent=2)
         job = self.store.add(
@@ -117,6 +141,7 @@ class JobService:
                 name=spec.name or job_id,
                 spec_json=spec_json,
                 output_dir=spec.output.uri,
+                training=spec.handoff is not None and spec.handoff.submit,
             )
         )
         try:
@@ -162,8 +187,12 @@ class JobService:
                 )
         spec = self._stored_spec(job)
         output_dir = recheck_output_dir(job.output_dir, self._rules.where.output_root)
-        self._rules.where.source(spec.source.path)
-        require_runnable(spec, self._rules.limits)
+        rules = self._rules
+        rules.where.source(spec.source.path)
+        require_runnable(spec, rules.limits)
+        check_handoff(
+            spec, where=rules.where, limits=rules.limits, entrypoints=rules.training_entrypoints
+        )
         write_spec(output_dir, job.spec_json)
         job = self._launch(job)
         self._reconciler.forget(job.id)

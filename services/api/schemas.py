@@ -15,6 +15,7 @@ from pipeline.config import JobSpec, OutputConfig, parse_job_spec
 from pipeline.manifest import ManifestCounts
 from pipeline.ports import JobState
 from pipeline.progress import BuildProgress
+from services.store import TrainingState
 
 _ENVELOPE_KEYS = frozenset({"spec", "name"})
 
@@ -88,6 +89,26 @@ class JobCounts(ManifestCounts):
         return cls(problems=progress.problems_total, **{k: getattr(progress, k) for k in same})
 
 
+class TrainingPublic(BaseModel):
+    """The training job a build hands off to (JobSpec `handoff.submit: true`)."""
+
+    id: str | None = Field(
+        description="Ray Job submission id of the training job (`<job id>-train`); null "
+        "until the build has succeeded and the service submits it."
+    )
+    state: TrainingState = Field(
+        description="`waiting` (for the build to succeed; a failed or cancelled build "
+        "submits nothing), `submitting`, then the training Ray Job's state: `queued`, "
+        "`running`, `succeeded`, `failed`, `cancelled`. It never changes the build's state."
+    )
+    dashboard_url: str | None = Field(
+        description="The training job's page in the Ray dashboard, once it has an id."
+    )
+    error: str | None = Field(
+        description="Why submitting it has not worked yet (it is retried), or why it failed."
+    )
+
+
 class JobPublic(BaseModel):
     """A job as the API shows it."""
 
@@ -111,6 +132,10 @@ class JobPublic(BaseModel):
     updated_at: datetime = Field(description="When the service last changed this record (UTC).")
     started_at: datetime | None = Field(description="When the build started running (UTC).")
     finished_at: datetime | None = Field(description="When the job reached a final state (UTC).")
+    training: TrainingPublic | None = Field(
+        description="The training job this build hands off to; null when its spec has no "
+        "`handoff` with `submit: true`."
+    )
 
 
 class JobsPublic(BaseModel):

@@ -10,6 +10,8 @@ reads the environment at import time.
     PAIRFORGE_RAY_ADDRESS=http://127.0.0.1:8265       Ray dashboard (job API) address
     PAIRFORGE_LOCAL_RAY_PORT=6379                     the local head `pairforge serve` starts
     PAIRFORGE_MAX_MEMORY_MB=4096 ...                  the job limits (``JobLimits``)
+    PAIRFORGE_TRAINING_ENTRYPOINTS='["python deploy/training/train.py"]'
+                                                      training commands a hand-off may run
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import NoDecode, SettingsConfigDict
 
 from services.limits import LimitSettings
+from services.training_job import DEFAULT_ENTRYPOINT
 
 
 class Settings(LimitSettings):
@@ -101,6 +104,22 @@ class Settings(LimitSettings):
         default=1.0,
         ge=0,
         description="A job's state is refreshed from Ray at most this often per job.",
+    )
+
+    training_entrypoints: list[str] = Field(
+        default=[DEFAULT_ENTRYPOINT],
+        description="The training commands a JobSpec's `handoff.entrypoint` may name (a "
+        "JSON list in the environment); any other is refused (HTTP 422), since the command "
+        "runs on the cluster outside the sandbox. A leading `python` runs on the service's "
+        "interpreter; the manifest and the training config are appended; the command runs "
+        "from the pairforge checkout.",
+    )
+    handoff_poll_s: float = Field(
+        default=5.0,
+        ge=0,
+        description="Every this many seconds the service looks at the jobs whose training "
+        "hand-off may move (their build finished, their training job changed state) without "
+        "waiting for a read; 0 looks only when a job is read.",
     )
 
     metrics_keep_finished_s: float = Field(

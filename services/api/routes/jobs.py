@@ -27,6 +27,7 @@ from services.api.schemas import (
     JobPublic,
     JobsPublic,
     StageProgress,
+    TrainingPublic,
 )
 from services.store import StoredJob
 
@@ -67,6 +68,18 @@ def _stages(progress: BuildProgress | None) -> list[StageProgress]:
     return [StageProgress(stage=s, done=n, total=p.problems_total) for s, n in done.items()]
 
 
+def _training(job: StoredJob, jobs: JobService) -> TrainingPublic | None:
+    if job.training_state is None:
+        return None
+    submission = job.training_id or None
+    return TrainingPublic(
+        id=submission,
+        state=job.training_state,
+        dashboard_url=jobs.launcher.dashboard_url(submission) if submission else None,
+        error=job.training_error,
+    )
+
+
 def to_public(job: StoredJob, jobs: JobService) -> JobPublic:
     """The job as the API shows it; never fails on what a stored record holds."""
     progress = _progress(job)
@@ -87,6 +100,7 @@ def to_public(job: StoredJob, jobs: JobService) -> JobPublic:
         updated_at=job.updated_at,
         started_at=job.started_at,
         finished_at=job.finished_at,
+        training=_training(job, jobs),
     )
 
 
@@ -132,7 +146,7 @@ def list_jobs(
 
 @router.get("/{job_id}", responses={**_ERRORS, **_NOT_FOUND})
 def read_job(job: JobDep, jobs: JobsDep) -> JobPublic:
-    """A job's state, progress by stage, counts, error and Ray dashboard link."""
+    """A job's state, progress by stage, counts, error, Ray dashboard link and training job."""
     return to_public(jobs.refresh(job), jobs)
 
 

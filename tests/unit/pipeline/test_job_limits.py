@@ -13,6 +13,7 @@ from pipeline.job_limits import (
     limit_violations,
     require_runnable,
     sample_count_problem,
+    training_gpus_problem,
     unrunnable_reasons,
 )
 
@@ -111,9 +112,24 @@ def test_a_target_dpo_job_counts_a_fix_per_round() -> None:
     assert problem.startswith("sampler.k: 21 problems × k=2 × (1 + max_rounds=4) = 210 samples")
 
 
-def test_handoff_cannot_run_yet() -> None:
-    reasons = unrunnable_reasons(_spec(handoff={"submit": True}))
-    assert [r.split(":")[0] for r in reasons] == ["handoff"]
+def test_a_handoff_with_its_training_config_can_run() -> None:
+    assert unrunnable_reasons(_spec(handoff={"submit": True, "training_config": "t.yaml"})) == []
+    # Not submitting: the section is inert, whatever it holds.
+    assert unrunnable_reasons(_spec(handoff={"submit": False})) == []
+
+
+def test_a_submitting_handoff_needs_a_training_config_and_a_command() -> None:
+    reasons = unrunnable_reasons(_spec(handoff={"submit": True, "entrypoint": " "}))
+    assert [r.split(":")[0] for r in reasons] == ["handoff.training_config", "handoff.entrypoint"]
+    assert "got none" in reasons[0]
+
+
+def test_training_gpus_are_capped_by_max_gpus() -> None:
+    assert training_gpus_problem(2, JobLimits(max_gpus=2)) is None
+    problem = training_gpus_problem(3, JobLimits(max_gpus=2))
+    assert problem is not None
+    assert problem.startswith("handoff.training_config: num_gpus 3 is over the limit of 2")
+    assert "PAIRFORGE_MAX_GPUS" in problem
 
 
 def test_require_runnable_lists_every_problem() -> None:
@@ -121,7 +137,7 @@ def test_require_runnable_lists_every_problem() -> None:
     with pytest.raises(JobSpecError) as refused:
         require_runnable(spec, JobLimits(), problems=10**6)
     fields = [p.split(":")[0] for p in refused.value.problems]
-    assert fields == ["handoff", "sandbox.pids", "sampler.k"]
+    assert fields == ["handoff.training_config", "sandbox.pids", "sampler.k"]
     require_runnable(_spec(), JobLimits(), problems=3)  # nothing to refuse
 
 

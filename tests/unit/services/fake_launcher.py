@@ -1,4 +1,4 @@
-"""A ``JobLauncher`` that runs nothing: tests script what the cluster reports."""
+"""A ``TrainingLauncher`` that runs nothing: tests script what the cluster reports."""
 
 from __future__ import annotations
 
@@ -16,11 +16,21 @@ class Submitted:
     name: str
 
 
+@dataclasses.dataclass
+class TrainingSubmitted:
+    submission_id: str
+    training_of: str
+    command: str
+    num_gpus: int
+    name: str
+
+
 class FakeLauncher:
     """Keeps submissions in a dict; ``reachable = False`` makes every call fail like Ray down."""
 
     def __init__(self) -> None:
         self.submitted: list[Submitted] = []
+        self.trainings: list[TrainingSubmitted] = []
         self.stopped: list[str] = []
         self.remote: dict[str, RemoteStatus] = {}
         self.reachable = True
@@ -40,6 +50,17 @@ class FakeLauncher:
         if submission_id in self.remote:
             raise InfrastructureError(f"submission {submission_id} exists")
         self.submitted.append(Submitted(submission_id, job_id, spec_path, name))
+        self.set(submission_id, JobState.QUEUED)
+
+    def submit_training(
+        self, *, submission_id: str, training_of: str, command: str, num_gpus: int, name: str
+    ) -> None:
+        self._check()
+        if submission_id in self.remote:
+            raise InfrastructureError(f"submission {submission_id} exists")
+        self.trainings.append(
+            TrainingSubmitted(submission_id, training_of, command, num_gpus, name)
+        )
         self.set(submission_id, JobState.QUEUED)
 
     def stop(self, submission_id: str) -> bool:

@@ -34,7 +34,10 @@ def _build(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, st
 
 @pytest.mark.parametrize(
     ("section", "field"),
-    [({"pairs": {"method": "target_dpo"}}, "pairs.method"), ({"handoff": {}}, "handoff")],
+    [
+        ({"pairs": {"method": "target_dpo"}}, "pairs.method"),
+        ({"handoff": {"submit": True}}, "handoff.training_config"),
+    ],
 )
 def test_a_spec_this_version_cannot_run_exits_2(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], section: dict[str, Any], field: str

@@ -104,7 +104,7 @@ def test_too_many_samples_reports_the_exact_count(
     ("section", "field"),
     [
         ({"pairs": {"method": "target_dpo"}}, "pairs.method"),
-        ({"handoff": {"submit": True}}, "handoff"),
+        ({"handoff": {"submit": True}}, "handoff.training_config"),
     ],
 )
 def test_a_spec_this_version_cannot_run_is_422(
