@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 import ray
-from ray.exceptions import RayError
+from ray.exceptions import GetTimeoutError, RayError
 
 from cluster.shard_store import ShardStore
 from pipeline.manifest import ManifestCounts
@@ -117,6 +117,9 @@ class _LiveCounts:
         if self.counter is not None:
             try:
                 snapshot = ray.get(self.counter.snapshot.remote(), timeout=_SNAPSHOT_TIMEOUT_S)
+            except GetTimeoutError:
+                # A slow answer on a busy node: keep the last counts, ask again next tick.
+                logger.debug("the progress counter answered slowly; asking again", exc_info=True)
             except RayError:
                 logger.warning(
                     "the progress counter is gone; live stage counts stop here, and progress "

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ray.exceptions import RayActorError
+from ray.exceptions import GetTimeoutError, RayActorError
 
 from cluster import progress as progress_module
 from cluster.progress import ProgressPublisher, StageTally, _LiveCounts
@@ -55,6 +55,15 @@ def test_a_counter_gone_for_good_degrades_to_the_last_counts_with_a_warning(capl
     assert live.read()["ranked"] == 3
     assert live.counter is None
     assert "progress counter is gone" in caplog.text
+
+
+def test_a_slow_counter_is_asked_again_not_dropped() -> None:
+    # On a busy node the snapshot can take longer than its timeout; that is not death.
+    live = _LiveCounts(FakeCounter([{"ranked": 3}, GetTimeoutError(), {"ranked": 5}]))
+    assert live.read()["ranked"] == 3
+    assert live.read()["ranked"] == 3
+    assert live.counter is not None
+    assert live.read()["ranked"] == 5
 
 
 def test_a_tally_that_cannot_reach_its_counter_drops_the_count_silently() -> None:
