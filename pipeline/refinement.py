@@ -23,17 +23,20 @@ from __future__ import annotations
 
 import ast
 import math
+from collections import Counter
 from collections.abc import Iterable, Sequence
 
 from pipeline.config import JobSpec, PairsConfig, SamplerConfig
 from pipeline.feedback import build_feedback
 from pipeline.line_diff import FilterReason, codeflow_filter, line_diff, select_earlier_version
-from pipeline.parsing import extract_fenced_code, parse_candidates
+from pipeline.parsing import extract_fenced_code, truncate_completion
 from pipeline.problem_state import ProblemState
 from pipeline.prompts import code_prompt, refine_messages, refine_prompt
 from pipeline.ranking import binary_matrix, make_ranker
 from pipeline.records import (
+    Candidates,
     CellStatus,
+    CodeCandidate,
     GenerationInfo,
     PairMethod,
     PreferencePair,
@@ -182,15 +185,29 @@ def _parse_first_attempt(state: ProblemState) -> ProblemState:
         tests = problem_tests(problem) or []
     except ProblemTestsError as exc:  # refused at submission; kept as data if it gets here
         return state.model_copy(update={"skip": SkipReason.BAD_TESTS, "error": str(exc)})
-    candidates = parse_candidates(problem, state.code_completions or [], [])
-    candidates = candidates.model_copy(
-        update={
-            "tests": [TestCandidate(source=t, count=1, first_sample=0) for t in tests],
-            "parse_stats": {
-                **candidates.parse_stats,
-                **({"sampler_errors": len(state.sampler_errors)} if state.sampler_errors else {}),
-            },
-        }
+    codes: dict[str, CodeCandidate] = {}
+    stats: Counter[str] = Counter()
+    if state.sampler_errors:
+        stats["sampler_errors"] = len(state.sampler_errors)
+    for sample, raw in enumerate(state.code_completions or []):
+        texts = _first_attempt_texts(state, raw[:MAX_ANSWER_CHARS])
+        if texts is None:
+            stats["no_code_block"] += 1
+            continue
+        completion, program = texts
+        seen = codes.get(completion)
+        if seen is not None:
+            stats["duplicate_code"] += 1
+            codes[completion] = seen.model_copy(update={"count": seen.count + 1})
+        else:
+            codes[completion] = CodeCandidate(
+                completion=completion, program=program, count=1, first_sample=sample
+            )
+    candidates = Candidates(
+        problem_id=state.problem_id,
+        codes=list(codes.values()),
+        tests=[TestCandidate(source=t, count=1, first_sample=0) for t in tests],
+        parse_stats=dict(sorted(stats.items())),
     )
     return state.model_copy(
         update={
@@ -199,6 +216,23 @@ def _parse_first_attempt(state: ProblemState) -> ProblemState:
             "tests_origin": TestsOrigin.PROBLEM,
         }
     )
+
+
+def _first_attempt_texts(state: ProblemState, raw: str) -> tuple[str, str] | None:
+    """(completion, program) of a first attempt, or None when it holds no code.
+
+    A completion-style continuation (its first line indented, as a function body is) is
+    cut at the parser's stop sequences, as in Focused-DPO. Anything else, a chat answer
+    to the same prompt included, is read the way refinement answers are.
+    """
+    problem = state.problem
+    if problem.style is PromptStyle.COMPLETION:
+        first_line = next((line for line in raw.splitlines() if line.strip()), "")
+        if first_line[:1].isspace():
+            completion = truncate_completion(raw)
+            return (completion, problem.prompt + completion) if completion.strip() else None
+    code = _answer_code(raw)
+    return None if code is None else _version_texts(state, code)
 
 
 def _answer_code(answer: str) -> str | None:

@@ -748,3 +748,17 @@ def test_estimated_tokens_counts_utf8_bytes_over_three_rounded_up():
     assert estimated_tokens("é") == 1  # two bytes
     assert estimated_tokens("日本") == 2  # six bytes
     assert estimated_tokens("x" * 6144) == 2048
+
+
+def test_round_0_reads_a_chat_answer_to_a_completion_prompt_as_a_whole_solution():
+    # A chat model answers the bare function prompt with prose and a fenced solution that
+    # need not repeat the docstring: it is a solution, not a continuation to cut.
+    answer = "Here is the solution:\n```python\ndef inc(x):\n    return x + 1\n```\nHope it helps."
+    state = ProblemState(index=0, problem=OWN, code_completions=[answer, RIGHT, "Sorry."])
+    out = parse_round(state, 0)
+    assert out.candidates is not None
+    chat, plain = out.candidates.codes
+    assert chat.program == "def inc(x):\n    return x + 1\n"
+    assert chat.completion == "```python\ndef inc(x):\n    return x + 1\n```"
+    assert plain.completion == RIGHT and plain.program == PROMPT + RIGHT
+    assert out.candidates.parse_stats == {"no_code_block": 1}
