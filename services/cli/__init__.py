@@ -7,6 +7,7 @@
     pairforge submit job.yaml                        submit a job to the service
     pairforge model serve                            serve the bundled model (live sampling)
     pairforge synthesize SRC --out problems.jsonl    write problems from Python source
+    pairforge train MANIFEST CONFIG.yaml             train on a built dataset (--address: Ray)
 
 Each subcommand module has ``register(subparsers)`` and keeps heavy imports (Ray, Docker,
 uvicorn) inside the function that runs it, so ``pairforge --help`` stays fast.
@@ -29,6 +30,7 @@ _SUBCOMMAND_MODULES: tuple[str, ...] = (
     "image",
     "model",
     "synthesize",
+    "train",
 )
 
 
