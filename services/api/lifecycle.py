@@ -112,9 +112,21 @@ class JobService:
 
     def advance_handoffs(self) -> int:
         """Move on every hand-off that can move (start-up, periodic sweep); how many seen."""
-        return self._handoff.advance_open(
-            self.launcher, lambda job: self._reconciler.refresh(job, self.launcher)
-        )
+        return self._handoff.advance_open(self.launcher, self._refresh_if_known)
+
+    def _refresh_if_known(self, job: StoredJob) -> StoredJob:
+        """``job`` refreshed, but only once Ray knows its run.
+
+        A run is stored queued before it is submitted, and submitting may wait a minute for
+        the cluster's job agent; a sweep in between must not take it for a vanished run
+        and fail it. Ray never forgets a run it accepted (short of a head restart, which
+        a read still reports), so asking first is safe.
+        """
+        try:
+            known = self.launcher.status(job.submission_id) is not None
+        except InfrastructureError:
+            return job
+        return self._reconciler.refresh(job, self.launcher) if known else job
 
     # ------------------------------------------------------------------ changes
 

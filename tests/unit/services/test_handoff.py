@@ -226,6 +226,18 @@ def test_the_sweep_hands_off_without_any_read(
     assert _store(client).get(job["id"]).training_state is TrainingState.QUEUED
 
 
+def test_the_sweep_never_fails_a_run_still_being_submitted(
+    start: Callable[..., TestClient], launcher: FakeLauncher, training_config: Path
+) -> None:
+    # A run is stored queued before Ray accepts it (which may take a minute while the
+    # head's job agent starts): Ray not knowing it yet is not a vanished run.
+    client = start(handoff_poll_s=0.05)
+    job = _submit(client, _handoff())
+    launcher.vanish(job["id"])  # as if the submission were still in flight
+    time.sleep(0.4)  # several sweeps
+    assert _store(client).get(job["id"]).state is JobState.QUEUED
+
+
 def test_a_restarted_service_submits_once_after_dying_mid_submission(
     start: Callable[..., TestClient], launcher: FakeLauncher, training_config: Path
 ) -> None:
