@@ -309,11 +309,16 @@ class HandoffConfig(_Section):
 
     submit: bool = Field(default=False, description="Submit the training job automatically.")
     training_config: str = Field(
-        default="", description="Path of the training config passed to the training job."
+        default="",
+        description="Path of the training config (deploy/training's YAML) passed to the "
+        "training job; the service confines it to its input roots, like `source.path`.",
     )
     entrypoint: str = Field(
         default="python deploy/training/train.py",
-        description="Command of the training job; the manifest path is appended.",
+        description="Command of the training job, run from the project root; the manifest "
+        "path and the training config are appended, and a leading `python` is the "
+        "service's interpreter. The service only runs commands its operator allows "
+        "(`PAIRFORGE_TRAINING_ENTRYPOINTS`).",
     )
 
 
