@@ -15,6 +15,7 @@ to the service, so the formatting is tested on its own::
     # skips      all_pass 1, no_passing_code 1
     # refined    5 of 12 trajectories (3 passed at once, 2 not refined)   (Target-DPO only)
     # versions   r0 12, r1 7, r2 4
+    # training   running  pf-3f2a9c1d0b7e-train                      (with a handoff)
     # output     /srv/runs/quickstart
     # dashboard  http://127.0.0.1:8265/#/jobs/pf-3f2a9c1d0b7e
     #            (it asks for Ray's token: `ray get-auth-token` on the Ray head)
@@ -147,6 +148,16 @@ def job_summary(job: Mapping[str, Any], *, now: datetime | None = None) -> str:
         lines.append(_row("", "(it asks for Ray's token: `ray get-auth-token` on the Ray head)"))
     if job.get("error"):
         lines.append(_row("error", str(job["error"])))
+    training: Mapping[str, Any] | None = job.get("training")
+    if training:
+        text = str(training.get("state", "?"))
+        if training.get("id"):
+            text += f"  {training['id']}"
+        lines.append(_row("training", text))
+        if training.get("dashboard_url"):
+            lines.append(_row("", str(training["dashboard_url"])))
+        if training.get("error"):
+            lines.append(_row("", str(training["error"])))
     return "\n".join(lines)
 
 

@@ -102,6 +102,27 @@ def test_status_summary_of_a_target_dpo_job_shows_its_refinement(
     lines = job_summary(client.get(f"/jobs/{job['id']}").json()).splitlines()
     assert "refined    5 of 12 trajectories (3 passed at once, 2 not refined)" in lines
     assert "versions   r0 12, r1 7, r2 4" in lines
+    assert not any(line.startswith("training") for line in lines)
+
+
+def test_status_summary_shows_the_training_job_of_a_handoff() -> None:
+    job = {
+        "id": "pf-1",
+        "state": "succeeded",
+        "output_uri": "/runs/x",
+        "training": {
+            "id": "pf-1-train",
+            "state": "failed",
+            "dashboard_url": "http://ray.test:8265/#/jobs/pf-1-train",
+            "error": "exit code 2",
+        },
+    }
+    lines = job_summary(job).splitlines()
+    at = lines.index("training   failed  pf-1-train")
+    assert lines[at + 1 : at + 3] == [
+        "           http://ray.test:8265/#/jobs/pf-1-train",
+        "           exit code 2",
+    ]
 
 
 def test_status_summary_before_progress_and_after_failure(
