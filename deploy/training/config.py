@@ -151,7 +151,7 @@ class TrainingConfig(BaseModel):
     output_dir: str = Field(
         description="Directory for the model, tokenizer, config and `training_summary.json`."
     )
-    gpus: int = Field(
+    num_gpus: int = Field(
         default=0,
         ge=0,
         description="GPUs the job asks for when submitted as a Ray Job; the processes that use "
