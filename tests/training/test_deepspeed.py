@@ -28,7 +28,9 @@ from tests.training.conftest import (
 ACCELERATE_CONFIG = REPO_ROOT / "deploy" / "training" / "accelerate-zero3.yaml"
 
 
-def _gpus() -> int:
+@pytest.fixture(scope="session")
+def gpus() -> int:
+    """GPUs visible here; skips without them (session scope: before the model is loaded)."""
     if importlib.util.find_spec("deepspeed") is None:
         pytest.skip("needs DeepSpeed: pip install -e '.[train]'")
     torch = pytest.importorskip("torch")
@@ -37,8 +39,7 @@ def _gpus() -> int:
     return int(torch.cuda.device_count())
 
 
-def test_zero3_launch_trains_a_few_steps(tmp_path: Path, model_dir: Path) -> None:
-    gpus = _gpus()
+def test_zero3_launch_trains_a_few_steps(gpus: int, tmp_path: Path, model_dir: Path) -> None:
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     random_dir = tmp_path / "random-model"
