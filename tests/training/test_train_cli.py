@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from pipeline.records import PairMethod
+from tests.conftest import requires_sandbox_image
 from tests.training.conftest import (
     REPO_ROOT,
     SMOKE_CONFIG,
@@ -161,3 +162,31 @@ def test_target_dpo_training_with_the_bundled_model(tmp_path: Path) -> None:
     from transformers import AutoModelForCausalLM
 
     assert AutoModelForCausalLM.from_pretrained(tmp_path / "model").num_parameters() > 1e8
+
+
+@requires_sandbox_image
+def test_a_pairforge_build_of_the_quickstart_trains(tmp_path: Path, model_dir: Path) -> None:
+    """The whole hand-off by hand: `pairforge build` (replay, real sandbox), then train.py."""
+    job = yaml.safe_load((REPO_ROOT / "examples" / "quickstart" / "job.yaml").read_text())
+    job["output"]["uri"] = str(tmp_path / "build")
+    job_path = tmp_path / "job.yaml"
+    job_path.write_text(yaml.safe_dump(job), encoding="utf-8")
+    build = subprocess.run(
+        [str(Path(sys.executable).parent / "pairforge"), "build", str(job_path)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert build.returncode == 0, build.stderr[-3000:]
+    manifest = tmp_path / "build" / "manifest.json"
+    started = time.perf_counter()
+    result = run_train(manifest, smoke_config(tmp_path, model=str(model_dir), max_steps=4))
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((tmp_path / "model" / "training_summary.json").read_text())
+    print(result.stdout.strip().splitlines()[-1], f"({time.perf_counter() - started:.0f} s)")
+    assert summary["method"] == "focused_dpo"
+    assert summary["manifest"]["job_id"] == json.loads(manifest.read_text())["job_id"]
+    assert summary["pairs"]["in_dataset"] == json.loads(manifest.read_text())["counts"]["pairs"] > 0
+    before, after = summary["before"]["train"], summary["after"]["train"]
+    assert after["loss"] < before["loss"] and after["reward_accuracy"] > before["reward_accuracy"]
