@@ -28,7 +28,14 @@ import pytest
 
 from pipeline.error_points import focus_spans
 from pipeline.line_diff import line_diff
-from pipeline.manifest import MANIFEST_FILE, Manifest, ManifestCounts, ShardInfo, shard_name
+from pipeline.manifest import (
+    MANIFEST_FILE,
+    Manifest,
+    ManifestCounts,
+    ShardInfo,
+    TableName,
+    shard_name,
+)
 from pipeline.records import GenerationInfo, PairMethod, PreferencePair
 from pipeline.shards import pairs_table, problems_table
 
@@ -98,7 +105,7 @@ def base_model(model_dir: Path) -> Any:
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-    model.eval()
+    model.eval()  # type: ignore[no-untyped-call]
     return model
 
 
@@ -157,7 +164,11 @@ def write_dataset(root: Path, pairs: Sequence[PreferencePair], units: int = 2) -
     per_unit = -(-len(pairs) // units)
     for unit in range(units):
         chunk = list(pairs[unit * per_unit : (unit + 1) * per_unit])
-        for table, data in (("pairs", pairs_table(chunk)), ("problems", problems_table([]))):
+        tables: list[tuple[TableName, Any]] = [
+            ("pairs", pairs_table(chunk)),
+            ("problems", problems_table([])),
+        ]
+        for table, data in tables:
             path = root / shard_name(table, unit)
             path.parent.mkdir(parents=True, exist_ok=True)
             pq.write_table(data, path)
@@ -165,7 +176,7 @@ def write_dataset(root: Path, pairs: Sequence[PreferencePair], units: int = 2) -
             shards.append(
                 ShardInfo(
                     path=shard_name(table, unit),
-                    table=table,  # type: ignore[arg-type]
+                    table=table,
                     unit=unit,
                     rows=data.num_rows,
                     bytes=len(blob),

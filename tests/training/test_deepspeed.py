@@ -43,7 +43,8 @@ def test_zero3_launch_trains_a_few_steps(gpus: int, tmp_path: Path, model_dir: P
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     random_dir = tmp_path / "random-model"
-    model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(model_dir))
+    shape = AutoConfig.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_config(shape)  # type: ignore[no-untyped-call]
     model.save_pretrained(random_dir)
     AutoTokenizer.from_pretrained(model_dir).save_pretrained(random_dir)
     manifest = write_dataset(tmp_path / "data", quickstart_pairs(PairMethod.FOCUSED_DPO))

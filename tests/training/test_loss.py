@@ -26,7 +26,8 @@ F = torch.nn.functional
 def _rows(method: PairMethod, n: int = 2) -> list[dict[str, Any]]:
     # Short pairs keep the forward passes cheap.
     pairs = sorted(quickstart_pairs(method), key=lambda p: len(p.prompt) + len(p.chosen))[:n]
-    return pairs_table(pairs).to_pylist()
+    rows: list[dict[str, Any]] = pairs_table(pairs).to_pylist()
+    return rows
 
 
 def _models(base_model: Any) -> tuple[Any, Any]:
@@ -66,8 +67,11 @@ def _trainer(
 
     policy, ref = _models(base_model)
     scheme = WeightScheme(
-        method=method, weights=FocusWeights(), unfocused="weighted", rejected_diff_only=True
-    )  # type: ignore[arg-type]
+        method=method,  # type: ignore[arg-type]
+        weights=FocusWeights(),
+        unfocused="weighted",
+        rejected_diff_only=True,
+    )
     return WeightedDPOTrainer(
         policy,
         ref,
@@ -81,7 +85,8 @@ def _trainer(
 
 def _batch(trainer: Any) -> dict[str, Any]:
     ds = trainer.train_dataset
-    return trainer.data_collator([ds[i] for i in range(len(ds))])
+    batch: dict[str, Any] = trainer.data_collator([ds[i] for i in range(len(ds))])
+    return batch
 
 
 def _direct_token_logps(model: Any, batch: dict[str, Any]) -> Any:
@@ -156,7 +161,7 @@ def test_all_weights_one_reproduce_trl_dpo_loss(
     assert torch.equal(ours_batch["input_ids"], trl_batch["input_ids"])
     assert torch.equal(ours_batch["completion_mask"], trl_batch["completion_mask"])
     ours = mine.compute_loss(mine.model, ours_batch)
-    expected = theirs.compute_loss(theirs.model, trl_batch)
+    expected = theirs.compute_loss(theirs.model, trl_batch)  # type: ignore[no-untyped-call]
     print(f"plain DPO: ours {ours.item():.8f}, TRL {expected.item():.8f}")
     assert abs(ours.item() - expected.item()) < 1e-5
     assert abs(expected.item() - 0.6931) > 1e-3  # policy and reference differ
