@@ -181,12 +181,15 @@ def test_a_pairforge_build_of_the_quickstart_trains(tmp_path: Path, model_dir: P
     assert build.returncode == 0, build.stderr[-3000:]
     manifest = tmp_path / "build" / "manifest.json"
     started = time.perf_counter()
-    result = run_train(manifest, smoke_config(tmp_path, model=str(model_dir), max_steps=4))
+    # No validation split here: that path runs too, and the tier stays short.
+    config = smoke_config(tmp_path, model=str(model_dir), max_steps=4, validation_fraction=0.0)
+    result = run_train(manifest, config)
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((tmp_path / "model" / "training_summary.json").read_text())
     print(result.stdout.strip().splitlines()[-1], f"({time.perf_counter() - started:.0f} s)")
     assert summary["method"] == "focused_dpo"
     assert summary["manifest"]["job_id"] == json.loads(manifest.read_text())["job_id"]
     assert summary["pairs"]["in_dataset"] == json.loads(manifest.read_text())["counts"]["pairs"] > 0
+    assert summary["pairs"]["validation"] == 0 and "validation" not in summary["after"]
     before, after = summary["before"]["train"], summary["after"]["train"]
     assert after["loss"] < before["loss"] and after["reward_accuracy"] > before["reward_accuracy"]
