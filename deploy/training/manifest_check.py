@@ -44,6 +44,8 @@ class VerifiedDataset:
     """Paths of the ``pairs`` shards on ``filesystem``, in unit order."""
     pairs_uris: list[str]
     """The same shards as paths or URIs a ``datasets`` loader opens."""
+    pairs_rows: list[int]
+    """Rows of each of those shards (a unit whose problems gave no pair has 0)."""
 
 
 def _resolve(location: str) -> tuple[pafs.FileSystem, str, str]:
@@ -204,12 +206,13 @@ def verify_dataset(location: str) -> VerifiedDataset:
     manifest = parse_manifest(data, path)
     check_complete(manifest, path)
     root = str(PurePosixPath(path).parent)
-    pairs_paths = []
+    pairs_paths: list[tuple[int, str, int]] = []
     for shard in manifest.shards:
         checked = check_shard(fs, root, shard)
         if shard.table == "pairs":
-            pairs_paths.append((shard.unit, checked))
-    ordered = [p for _, p in sorted(pairs_paths)]
+            pairs_paths.append((shard.unit, checked, shard.rows))
+    pairs_paths.sort()
+    ordered = [p for _, p, _ in pairs_paths]
     return VerifiedDataset(
         manifest=manifest,
         manifest_sha256=hashlib.sha256(data).hexdigest(),
@@ -217,4 +220,5 @@ def verify_dataset(location: str) -> VerifiedDataset:
         root=root,
         pairs_paths=ordered,
         pairs_uris=[f"{prefix}{p}" for p in ordered],
+        pairs_rows=[rows for _, _, rows in pairs_paths],
     )

@@ -122,12 +122,23 @@ def load_model_and_tokenizer(config: TrainingConfig) -> tuple[Any, Any, Any]:
 
 
 def load_pairs(dataset: VerifiedDataset, cache_dir: str) -> Any:
-    """The verified ``pairs`` shards as one ``datasets.Dataset``, columns as stored."""
+    """The verified ``pairs`` shards as one ``datasets.Dataset``, columns as stored.
+
+    Shards of 0 rows (units whose problems gave no pair) are left out: the Parquet loader
+    of ``datasets`` fails on them. None left means no pairs (an empty Dataset).
+
+    Raises:
+        BadInput: every pairs shard is empty.
+    """
     from datasets import load_dataset
 
-    return load_dataset(
-        "parquet", data_files=dataset.pairs_uris, split="train", cache_dir=cache_dir
-    )
+    files = [uri for uri, rows in zip(dataset.pairs_uris, dataset.pairs_rows, strict=True) if rows]
+    if not files:
+        raise BadInput(
+            f"the dataset holds no pairs to train on (its {len(dataset.pairs_uris)} pairs "
+            f"shard(s) are empty; counts.skips says why: {dataset.manifest.counts.skips})"
+        )
+    return load_dataset("parquet", data_files=files, split="train", cache_dir=cache_dir)
 
 
 def dpo_args(config: TrainingConfig) -> Any:
@@ -181,8 +192,6 @@ def train(
     out = Path(config.output_dir)
     with tempfile.TemporaryDirectory(prefix="pairforge-train-") as cache_dir:
         pairs = load_pairs(dataset, cache_dir)
-        if len(pairs) == 0:
-            raise BadInput(f"the dataset {manifest_location} holds no pairs to train on")
         method = resolve_method(config.method, pairs["method"])
         alpha = config.nll_weight(method)
         scheme = WeightScheme.from_config(config, method)

@@ -94,6 +94,27 @@ def test_a_method_the_pairs_cannot_serve_exits_2(
     assert "method target_dpo needs rejected_line_spans" in result.stderr
 
 
+def test_empty_pairs_shards_are_skipped_when_loading(tmp_path: Path) -> None:
+    """A unit whose problems gave no pair has a 0-row shard, which `datasets` cannot read."""
+    from deploy.training.manifest_check import verify_dataset
+    from deploy.training.train import load_pairs
+
+    manifest = write_dataset(
+        tmp_path / "data", quickstart_pairs(PairMethod.TARGET_DPO, limit=2), units=3
+    )
+    verified = verify_dataset(str(manifest))
+    assert verified.pairs_rows == [1, 1, 0]
+    pairs = load_pairs(verified, str(tmp_path / "cache"))
+    assert len(pairs) == 2 and pairs["method"] == ["target_dpo"] * 2
+
+
+def test_a_dataset_without_pairs_exits_2(tmp_path: Path) -> None:
+    manifest = write_dataset(tmp_path / "data", [], units=1)
+    result = run_train(manifest, smoke_config(tmp_path))
+    assert result.returncode == 2, result.stderr
+    assert "holds no pairs to train on" in result.stderr
+
+
 def _check_trained(summary: dict[str, Any], out: Path, method: str, manifest: Path) -> None:
     import hashlib
 
