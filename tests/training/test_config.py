@@ -76,3 +76,15 @@ def test_unusable_configs_are_refused(tmp_path: Path, text: str, message: str) -
 def test_a_missing_config_file_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read the training config"):
         load_config(tmp_path / "absent.yaml")
+
+
+def test_the_method_comes_from_the_pairs_or_the_config() -> None:
+    from deploy.training.encoding import resolve_method
+
+    assert resolve_method("auto", ["target_dpo", "target_dpo"]) == "target_dpo"
+    assert resolve_method("auto", ["focused_dpo"]) == "focused_dpo"
+    assert resolve_method("dpo", ["target_dpo", "focused_dpo"]) == "dpo"
+    with pytest.raises(ConfigError, match=r"auto needs pairs of one method.*set `method`"):
+        resolve_method("auto", ["target_dpo", "focused_dpo"])
+    with pytest.raises(ConfigError, match=r"method\(s\) \['rlhf'\]"):
+        resolve_method("focused_dpo", ["rlhf"])
