@@ -33,6 +33,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.gpu)
         if "live" in parts:
             item.add_marker(pytest.mark.live)
+        if "training" in parts:
+            item.add_marker(pytest.mark.training)
 
 
 def docker_engine_available() -> bool:

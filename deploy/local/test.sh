@@ -14,7 +14,7 @@ PAIRFORGE_LOCAL_LLM="${PAIRFORGE_LOCAL_LLM:-1}" PAIRFORGE_TRAIN="${PAIRFORGE_TRA
 export PATH="$PWD/.venv/bin:$PATH"
 echo "== import contracts" && lint-imports
 echo "== ruff" && ruff check . && ruff format --check .
-echo "== mypy" && mypy pipeline sandbox cluster services
+echo "== mypy" && mypy pipeline sandbox cluster services deploy/training
 echo "== pytest"
 set +e
 pytest "$@"
