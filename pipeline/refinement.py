@@ -56,6 +56,7 @@ from pipeline.sampling import (
     plan_requests,
 )
 from pipeline.seeding import derive_seed
+from pipeline.stages import generation_info, parse_step
 from pipeline.verified_tests import ProblemTestsError, problem_tests
 
 TARGET_DPO_RANKER = "refinement"
@@ -178,9 +179,7 @@ def _parse_first_attempt(state: ProblemState) -> ProblemState:
         return state
     problem = state.problem
     if problem.tests is None:
-        from pipeline.stages import parse_step  # the Focused-DPO parser, unchanged
-
-        return parse_step(state)
+        return parse_step(state)  # the Focused-DPO parser, unchanged
     try:
         tests = problem_tests(problem) or []
     except ProblemTestsError as exc:  # refused at submission; kept as data if it gets here
@@ -409,15 +408,7 @@ def finish(state: ProblemState, spec: JobSpec, *, job_id: str) -> ProblemState:
     """
     pairs: list[PreferencePair] = []
     reasons: list[SkipReason] = []
-    prompt_seed = derive_seed(job_id, spec.sampler.seed, state.problem_id)
-    generation = GenerationInfo(
-        model=spec.sampler.model,
-        sampler=spec.sampler.kind.value,
-        temperature=spec.sampler.temperature,
-        top_p=spec.sampler.top_p,
-        k=spec.sampler.k,
-        seed=prompt_seed,
-    )
+    generation = generation_info(spec, derive_seed(job_id, spec.sampler.seed, state.problem_id))
     for trajectory in state.trajectories:
         result = trajectory_pair(
             state,
