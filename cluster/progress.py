@@ -23,8 +23,8 @@ import ray
 from ray.exceptions import GetTimeoutError, RayError
 
 from cluster.shard_store import ShardStore
-from pipeline.manifest import ManifestCounts
-from pipeline.progress import PROGRESS_FILE, BuildProgress, RefinementProgress
+from pipeline.manifest import ManifestCounts, RefinementCounts
+from pipeline.progress import PROGRESS_FILE, BuildProgress
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ STAGE_KEYS = ("sampled", "executed", "ranked", "cells")
 """What stages count: problems through each stage, and cells executed."""
 
 
-def refinement_progress(live: dict[str, int]) -> RefinementProgress | None:
+def refinement_progress(live: dict[str, int]) -> RefinementCounts | None:
     """The refinement loop's live counts (None in a Focused-DPO build, which has none)."""
     if "trajectories" not in live:
         return None
@@ -49,7 +49,7 @@ def refinement_progress(live: dict[str, int]) -> RefinementProgress | None:
         for key, n in live.items()
         if key.startswith(_ROUND_PREFIX)
     }
-    return RefinementProgress(
+    return RefinementCounts(
         trajectories=live["trajectories"],
         versions_per_round=dict(sorted(rounds.items(), key=lambda item: int(item[0]))),
         refined=live.get("refined", 0),
@@ -194,6 +194,8 @@ class ProgressPublisher:
             pairs=totals.pairs,
             fallback_cells=totals.fallback_cells,
             skips=dict(totals.skips),
+            # Counted from the written rows: live counts may lag the last rows by a tick.
+            refinement=totals.refinement or self.progress.refinement,
             cells_per_s=cells_per_s,
             finished_at=time.time(),
             live=False,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 
@@ -24,7 +25,14 @@ from pydantic import ValidationError
 from cluster.storage import TEMP_PREFIX, read_text, resolve_uri, write_atomically, write_text
 from pipeline.config import JobSpec
 from pipeline.errors import OutputLocationError
-from pipeline.manifest import MANIFEST_FILE, Manifest, ManifestCounts, ShardInfo, shard_name
+from pipeline.manifest import (
+    MANIFEST_FILE,
+    Manifest,
+    ManifestCounts,
+    RefinementCounts,
+    ShardInfo,
+    shard_name,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -233,4 +241,27 @@ def counts_of(problems: pa.Table) -> ManifestCounts:
         pairs=int(pc.sum(problems.column("pairs_emitted")).as_py() or 0),
         fallback_cells=int(pc.sum(problems.column("fallback_cells")).as_py() or 0),
         skips=skips,
+        refinement=_refinement_of(problems),
+    )
+
+
+def _refinement_of(problems: pa.Table) -> RefinementCounts | None:
+    """The trajectories of a problems table counted; None when it holds none (Focused-DPO)."""
+    trajectories = [t for row in problems.column("trajectories").to_pylist() for t in row]
+    if not trajectories:
+        return None
+    rounds: Counter[str] = Counter()
+    outcomes: Counter[str] = Counter()
+    for trajectory in trajectories:
+        executed = [v for v in trajectory["versions"] if v["statuses"]]
+        rounds.update(str(v["round"]) for v in executed)
+        passed = bool(executed) and all(s == "passed" for s in executed[-1]["statuses"])
+        if not passed:
+            outcomes["not_refined"] += 1
+        else:
+            outcomes["refined" if len(executed) > 1 else "passed_first"] += 1
+    return RefinementCounts(
+        trajectories=len(trajectories),
+        versions_per_round=dict(sorted(rounds.items(), key=lambda item: int(item[0]))),
+        **outcomes,
     )

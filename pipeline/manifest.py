@@ -73,6 +73,33 @@ class ShardInfo(BaseModel):
         return path
 
 
+class RefinementCounts(BaseModel):
+    """A Target-DPO build's refinement loop in numbers: its trajectories and versions."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    trajectories: int = Field(default=0, ge=0, description="Trajectories started (v0 run).")
+    versions_per_round: dict[str, int] = Field(
+        default_factory=dict, description="Versions executed, by round (`0` is v0)."
+    )
+    refined: int = Field(default=0, ge=0, description="Trajectories that passed after a fix.")
+    passed_first: int = Field(default=0, ge=0, description="Trajectories whose v0 passed.")
+    not_refined: int = Field(
+        default=0, ge=0, description="Trajectories that never passed (after the last round)."
+    )
+
+    def __add__(self, other: RefinementCounts) -> RefinementCounts:
+        rounds = Counter(self.versions_per_round)
+        rounds.update(other.versions_per_round)
+        return RefinementCounts(
+            trajectories=self.trajectories + other.trajectories,
+            versions_per_round=dict(sorted(rounds.items(), key=lambda item: int(item[0]))),
+            refined=self.refined + other.refined,
+            passed_first=self.passed_first + other.passed_first,
+            not_refined=self.not_refined + other.not_refined,
+        )
+
+
 class ManifestCounts(BaseModel):
     """Totals over the whole dataset."""
 
@@ -91,6 +118,9 @@ class ManifestCounts(BaseModel):
     skips: dict[str, int] = Field(
         default_factory=dict, description="Problems without a pair, by skip reason."
     )
+    refinement: RefinementCounts | None = Field(
+        default=None, description="Target-DPO builds: what became of the trajectories."
+    )
 
     def __add__(self, other: ManifestCounts) -> ManifestCounts:
         """Totals of two disjoint sets of problems (units on disk plus units just written)."""
@@ -103,6 +133,11 @@ class ManifestCounts(BaseModel):
             pairs=self.pairs + other.pairs,
             fallback_cells=self.fallback_cells + other.fallback_cells,
             skips=dict(skips),
+            refinement=(
+                self.refinement + other.refinement
+                if self.refinement and other.refinement
+                else self.refinement or other.refinement
+            ),
         )
 
 

@@ -10,22 +10,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from pipeline.manifest import RefinementCounts
+
 PROGRESS_FILE = "progress.json"
 """Name of the progress file at the output root."""
-
-
-class RefinementProgress(BaseModel):
-    """A Target-DPO build's refinement loop so far (live counts since this run started)."""
-
-    trajectories: int = Field(default=0, ge=0, description="Trajectories started (v0 run).")
-    versions_per_round: dict[str, int] = Field(
-        default_factory=dict, description="Versions executed, by round (`0` is v0)."
-    )
-    refined: int = Field(default=0, ge=0, description="Trajectories that passed after a fix.")
-    passed_first: int = Field(default=0, ge=0, description="Trajectories whose v0 passed.")
-    not_refined: int = Field(
-        default=0, ge=0, description="Trajectories still failing after the last round."
-    )
 
 
 class BuildProgress(BaseModel):
@@ -53,7 +41,7 @@ class BuildProgress(BaseModel):
         default=0, ge=0, description="Cells judged on the sandbox's in-process fallback path."
     )
     skips: dict[str, int] = Field(default_factory=dict, description="Skipped problems by reason.")
-    refinement: RefinementProgress | None = Field(
+    refinement: RefinementCounts | None = Field(
         default=None, description="Target-DPO builds: trajectories and versions so far."
     )
     cells_per_s: float = Field(default=0.0, ge=0, description="Execution throughput so far.")

@@ -284,3 +284,40 @@ def test_fallback_cells_are_totalled_per_unit_and_per_dataset(tmp_path) -> None:
     store.write_unit(0, NO_PAIRS, problems_table(outcomes[:2]))
     store.write_unit(1, NO_PAIRS, problems_table(outcomes[2:]))
     assert store.counts_on_disk([0, 1]).fallback_cells == 7
+
+
+def test_counts_of_a_target_dpo_table_count_its_trajectories_from_the_rows() -> None:
+    from pipeline.manifest import RefinementCounts
+    from pipeline.records import Trajectory, Version
+
+    def version(round_: int, passed: bool) -> Version:
+        status = CellStatus.PASSED if passed else CellStatus.FAILED
+        return Version(round=round_, completion="c", program="p", statuses=[status])
+
+    refined = Trajectory(index=0, versions=[version(0, False), version(1, True)])
+    first = Trajectory(index=1, versions=[version(0, True)])
+    never = Trajectory(index=0, versions=[version(0, False), version(1, False)])
+    stopped = Trajectory(index=1, versions=[version(0, False)], stopped="no code")
+    outcomes = [
+        ProblemOutcome(job_id="j", problem_id="a", trajectories=[refined, first]),
+        ProblemOutcome(job_id="j", problem_id="b", trajectories=[never, stopped]),
+    ]
+    counts = counts_of(problems_table(outcomes))
+    assert counts.refinement == RefinementCounts(
+        trajectories=4,
+        versions_per_round={"0": 4, "1": 2},
+        refined=1,
+        passed_first=1,
+        not_refined=2,
+    )
+    # Units add up; a Focused-DPO table counts none.
+    assert (counts + counts).refinement == RefinementCounts(
+        trajectories=8,
+        versions_per_round={"0": 8, "1": 4},
+        refined=2,
+        passed_first=2,
+        not_refined=4,
+    )
+    focused = counts_of(problems_table([ProblemOutcome(job_id="j", problem_id="c")]))
+    assert focused.refinement is None
+    assert (focused + counts).refinement == counts.refinement

@@ -64,7 +64,6 @@ def test_bounded_repr_is_short_and_quick_on_huge_values() -> None:
     nested: list[object] = [1]
     for _ in range(90):
         nested = [nested]
-    started = time.monotonic()
     values = [
         list(range(10**6)),
         {str(n): n for n in range(10**6)},
@@ -74,8 +73,11 @@ def test_bounded_repr_is_short_and_quick_on_huge_values() -> None:
         10**100_000,
         nested,
     ]
+    # Only the reprs are timed, with room for a loaded CI machine: a bounded repr takes
+    # milliseconds; the bound only catches one that walks the whole value.
+    started = time.monotonic()
     texts = [feedback.bounded_repr(value) for value in values]
-    assert time.monotonic() - started < 0.5
+    assert time.monotonic() - started < 5.0
     assert all(len(text) <= feedback.REPR_CHARS for text in texts)
     assert texts[0].startswith("[0, 1, 2,") and texts[0].endswith(feedback.CUT)
     assert texts[5] == f"<an int of {(10**100_000).bit_length()} bits>"

@@ -247,6 +247,7 @@ def test_read_reports_ray_state_and_build_progress(
         "pairs": 1,
         "fallback_cells": 0,
         "skips": {"all_pass": 1},
+        "refinement": None,  # a Focused-DPO build
         "units_done": 1,
         "units_total": 2,
     }
