@@ -356,9 +356,9 @@ class _Collector:
         )
 
 
-def _instruction_completion(code: str) -> str:
-    # Target-DPO's layout: chosen/rejected are whole ```python blocks (ALGORITHMS.md §2.2).
-    return f"```python\n{code}\n```"
+def fenced_solution(code: str) -> str:
+    """A whole solution as Target-DPO's trainer expects it: one ```python block (§2.2)."""
+    return f"```python\n{code.rstrip()}\n```"
 
 
 def _fenced_continuation(problem: Problem, raw: str) -> str | None:
@@ -395,7 +395,7 @@ def _add_code_sample(collector: _Collector, problem: Problem, raw: str, sample: 
     elif not block.strip():
         collector.stats["empty_code"] += 1
     else:
-        collector.add_code(_instruction_completion(block), block + "\n", sample)
+        collector.add_code(fenced_solution(block), block + "\n", sample)
 
 
 def parse_candidates(
@@ -493,7 +493,7 @@ def parse_joint(
             collector.stats["empty_code"] += 1
         else:
             code = solution.code
-            collector.add_code(_instruction_completion(code), code + "\n", sample)
+            collector.add_code(fenced_solution(code), code + "\n", sample)
         if tests is None:
             collector.stats["no_test_block"] += 1
         else:

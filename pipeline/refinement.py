@@ -29,7 +29,7 @@ from collections.abc import Iterable, Sequence
 from pipeline.config import JobSpec, PairsConfig, SamplerConfig
 from pipeline.feedback import build_feedback
 from pipeline.line_diff import FilterReason, codeflow_filter, line_diff, select_earlier_version
-from pipeline.parsing import extract_fenced_code, truncate_completion
+from pipeline.parsing import extract_fenced_code, fenced_solution, truncate_completion
 from pipeline.problem_state import ProblemState
 from pipeline.prompts import code_prompt, refine_messages, refine_prompt
 from pipeline.ranking import binary_matrix, make_ranker
@@ -260,11 +260,6 @@ def _version_texts(state: ProblemState, code: str) -> tuple[str, str]:
         if program.startswith(prompt) and continuation.strip():
             return continuation, program
     return fenced_solution(code), program
-
-
-def fenced_solution(code: str) -> str:
-    """A whole solution as Target-DPO's trainer expects it: one ```python block (§2.2)."""
-    return f"```python\n{code.rstrip()}\n```"
 
 
 # ---------------------------------------------------------------- execution results

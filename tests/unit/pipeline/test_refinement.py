@@ -13,6 +13,7 @@ import pytest
 
 from pipeline.config import JobSpec, parse_job_spec
 from pipeline.line_diff import line_diff
+from pipeline.parsing import fenced_solution
 from pipeline.problem_state import ProblemState
 from pipeline.prompts import code_prompt
 from pipeline.records import (
@@ -36,7 +37,6 @@ from pipeline.refinement import (
     begin,
     collect_round,
     estimated_tokens,
-    fenced_solution,
     finish,
     parse_round,
     pending_programs,
