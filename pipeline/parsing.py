@@ -361,6 +361,22 @@ def fenced_solution(code: str) -> str:
     return f"```python\n{code.rstrip()}\n```"
 
 
+def starts_as_continuation(raw: str) -> bool:
+    """Whether a completion-style answer continues the prompt: its first line is indented,
+    as a function body is (a chat answer starts with prose or a fence instead)."""
+    first_line = next((line for line in raw.splitlines() if line.strip()), "")
+    return first_line[:1].isspace()
+
+
+def continuation_of(prompt: str, code: str) -> str | None:
+    """What follows ``prompt`` in a whole solution that repeats it verbatim, else None."""
+    program = code + "\n"
+    continuation = program[len(prompt) :]
+    if program.startswith(prompt) and continuation.strip():
+        return continuation
+    return None
+
+
 def _fenced_continuation(problem: Problem, raw: str) -> str | None:
     """The continuation inside a chat answer to a completion-style prompt, or None.
 
@@ -368,17 +384,10 @@ def _fenced_continuation(problem: Problem, raw: str) -> str | None:
     repeats the prompt; what follows the prompt in the block is the continuation. Only
     when the answer does not itself start as a continuation (an indented body line).
     """
-    first_line = next((line for line in raw.splitlines() if line.strip()), "")
-    if first_line[:1].isspace() or "```" not in raw:
+    if starts_as_continuation(raw) or "```" not in raw:
         return None
     block = extract_fenced_code(raw)
-    if block is None:
-        return None
-    program = block + "\n"
-    continuation = program[len(problem.prompt) :]
-    if program.startswith(problem.prompt) and continuation.strip():
-        return continuation
-    return None
+    return None if block is None else continuation_of(problem.prompt, block)
 
 
 def _add_code_sample(collector: _Collector, problem: Problem, raw: str, sample: int) -> None:

@@ -29,7 +29,13 @@ from collections.abc import Iterable, Sequence
 from pipeline.config import JobSpec, PairsConfig, SamplerConfig
 from pipeline.feedback import build_feedback
 from pipeline.line_diff import FilterReason, codeflow_filter, line_diff, select_earlier_version
-from pipeline.parsing import extract_fenced_code, fenced_solution, truncate_completion
+from pipeline.parsing import (
+    continuation_of,
+    extract_fenced_code,
+    fenced_solution,
+    starts_as_continuation,
+    truncate_completion,
+)
 from pipeline.problem_state import ProblemState
 from pipeline.prompts import code_prompt, refine_messages, refine_prompt
 from pipeline.ranking import binary_matrix, make_ranker
@@ -225,11 +231,9 @@ def _first_attempt_texts(state: ProblemState, raw: str) -> tuple[str, str] | Non
     to the same prompt included, is read the way refinement answers are.
     """
     problem = state.problem
-    if problem.style is PromptStyle.COMPLETION:
-        first_line = next((line for line in raw.splitlines() if line.strip()), "")
-        if first_line[:1].isspace():
-            completion = truncate_completion(raw)
-            return (completion, problem.prompt + completion) if completion.strip() else None
+    if problem.style is PromptStyle.COMPLETION and starts_as_continuation(raw):
+        completion = truncate_completion(raw)
+        return (completion, problem.prompt + completion) if completion.strip() else None
     code = _answer_code(raw)
     return None if code is None else _version_texts(state, code)
 
@@ -254,10 +258,10 @@ def _version_texts(state: ProblemState, code: str) -> tuple[str, str]:
     prompt (signature and docstring) verbatim, as asked; otherwise, and for instruction
     style, the completion is the whole solution as one ```python block (§2.2).
     """
-    prompt, program = state.problem.prompt, code + "\n"
+    program = code + "\n"
     if state.problem.style is PromptStyle.COMPLETION:
-        continuation = program[len(prompt) :]
-        if program.startswith(prompt) and continuation.strip():
+        continuation = continuation_of(state.problem.prompt, code)
+        if continuation is not None:
             return continuation, program
     return fenced_solution(code), program
 
